@@ -1,0 +1,187 @@
+# wsedge — one C core, two hosts.
+#   make dev    build the wasm core and run the chat app under wrangler dev
+#   make test   install what is missing, then run every test
+# Conventions (add files, not rules): core sources wasm/src/*.c, example app
+# wasm/example/*.c, native host bindings/native/*.c, wasm glue
+# bindings/workers/*.c, C tests tests/c/test_*.c, fuzz targets
+# tests/fuzz/fuzz_*.c (corpus in tests/fuzz/corpus/<name>/).
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := native
+.DELETE_ON_ERROR:
+
+CC      ?= cc
+ifeq ($(origin CC),default)
+CC      := clang
+endif
+B       := build
+INC     := -Iwasm/include
+WARN    := -std=c11 -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes
+CFLAGS  ?= -O2 -g
+ALL_CFLAGS := $(WARN) $(CFLAGS) $(INC) -D_POSIX_C_SOURCE=200809L
+SAN     := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+
+CORE_SRC    := $(sort $(wildcard wasm/src/*.c))
+EXAMPLE_SRC := $(sort $(wildcard wasm/example/*.c))
+NATIVE_SRC  := $(sort $(wildcard bindings/native/*.c))
+GLUE_SRC    := $(sort $(wildcard bindings/workers/*.c))
+TEST_SRC    := $(sort $(wildcard tests/c/test_*.c))
+FUZZ_SRC    := $(sort $(wildcard tests/fuzz/fuzz_*.c))
+HDRS        := $(wildcard wasm/include/*.h wasm/include/wsedge/*.h wasm/src/*.h bindings/native/*.h tests/c/*.h)
+
+CORE_OBJ    := $(CORE_SRC:%.c=$(B)/obj/%.o)
+EXAMPLE_OBJ := $(EXAMPLE_SRC:%.c=$(B)/obj/%.o)
+NATIVE_OBJ  := $(NATIVE_SRC:%.c=$(B)/obj/%.o)
+ASAN_CORE   := $(CORE_SRC:%.c=$(B)/asan/%.o) $(EXAMPLE_SRC:%.c=$(B)/asan/%.o)
+TEST_BIN    := $(TEST_SRC:tests/c/%.c=$(B)/test/%)
+FUZZ_BIN    := $(FUZZ_SRC:tests/fuzz/%.c=$(B)/fuzz/%)
+
+# ---- set-up ---------------------------------------------------------------
+APT_PKGS := clang lld libclang-rt-14-dev binaryen wabt libuv1-dev zlib1g-dev \
+            emscripten chromium python3-websockets valgrind pkg-config
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: deps
+deps:
+	@missing=""; for p in $(APT_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then echo "make deps: installing$$missing"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing >/dev/null || exit 1; fi
+	@if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then \
+	  npm ci --no-audit --no-fund --loglevel=error; fi
+
+# ---- native ---------------------------------------------------------------
+.PHONY: native
+native: $(B)/libwsedge.a $(if $(NATIVE_SRC),$(B)/wsedge)
+
+$(B)/obj/%.o: %.c $(HDRS)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -c $< -o $@
+
+$(B)/asan/%.o: %.c $(HDRS)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -O1 $(SAN) -c $< -o $@
+
+$(B)/libwsedge.a: $(CORE_OBJ) $(EXAMPLE_OBJ)
+	@mkdir -p $(B)
+	rm -f $@ && ar rcs $@ $^
+
+$(B)/wsedge: $(NATIVE_OBJ) $(B)/libwsedge.a
+	$(CC) $(CFLAGS) -o $@ $(NATIVE_OBJ) $(B)/libwsedge.a -luv -lz -lpthread
+
+# AddressSanitizer+UBSan build of the server, for the integration tests.
+$(B)/wsedge-asan: $(NATIVE_SRC) $(CORE_SRC) $(EXAMPLE_SRC) $(HDRS)
+	$(CC) $(ALL_CFLAGS) -O1 $(SAN) -o $@ $(NATIVE_SRC) $(CORE_SRC) $(EXAMPLE_SRC) -luv -lz -lpthread
+
+# ---- wasm -----------------------------------------------------------------
+ifdef WASI_SDK_PATH
+WASM_CC := $(WASI_SDK_PATH)/bin/clang
+else
+WASM_CC := clang
+endif
+WASM_CFLAGS := --target=wasm32 -std=c11 -Wall -Wextra -Werror -Oz -ffreestanding -nostdlib \
+  -mbulk-memory -fvisibility=hidden -fno-builtin-printf $(INC) -DWSE_WASM=1
+WASM_LDFLAGS := -Wl,--no-entry -Wl,--gc-sections -Wl,--strip-all -Wl,-z,stack-size=65536 \
+  -Wl,--initial-memory=1114112
+WASM_MAX := 32768
+
+.PHONY: wasm wasm-emscripten
+wasm: $(B)/wsedge.wasm
+$(B)/wsedge.wasm: $(CORE_SRC) $(EXAMPLE_SRC) $(GLUE_SRC) $(HDRS)
+	@mkdir -p $(B)
+	$(WASM_CC) $(WASM_CFLAGS) $(WASM_LDFLAGS) -o $@ $(CORE_SRC) $(EXAMPLE_SRC) $(GLUE_SRC)
+	@if command -v wasm-opt >/dev/null; then wasm-opt -Oz --enable-bulk-memory $@ -o $@; fi
+	@node tests/tools/check-wasm.mjs $@ $(WASM_MAX)
+
+wasm-emscripten: $(B)/wsedge-emcc.wasm
+$(B)/wsedge-emcc.wasm: $(CORE_SRC) $(EXAMPLE_SRC) $(GLUE_SRC) $(HDRS)
+	@mkdir -p $(B)
+	emcc -O2 -sSTANDALONE_WASM --no-entry -std=c11 -Wall -Wextra -Werror $(INC) -DWSE_WASM=1 -DWSE_EMSCRIPTEN=1 \
+	  -mbulk-memory -sALLOW_MEMORY_GROWTH=1 -sINITIAL_MEMORY=1179648 -sSTACK_SIZE=65536 \
+	  -o $@ $(CORE_SRC) $(EXAMPLE_SRC) $(GLUE_SRC)
+	@node tests/tools/check-wasm.mjs $@ $(WASM_MAX)
+
+# ---- tests ----------------------------------------------------------------
+.PHONY: test test-c fuzz fuzz-smoke fuzz-long test-native test-workers test-e2e test-hardening
+
+test: deps
+	$(MAKE) test-c
+	$(MAKE) fuzz-smoke
+	$(MAKE) test-workers
+	$(MAKE) test-native
+	$(MAKE) test-e2e
+	$(MAKE) test-hardening
+	@echo "make test: all suites passed"
+
+$(B)/test/%: tests/c/%.c $(ASAN_CORE) $(HDRS)
+	@mkdir -p $(B)/test
+	$(CC) $(ALL_CFLAGS) -O1 $(SAN) -Itests/c -o $@ $< $(ASAN_CORE)
+
+test-c: $(TEST_BIN)
+	@pass=0; fail=0; for t in $(TEST_BIN); do \
+	  if ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 $$t; then pass=$$((pass+1)); else fail=$$((fail+1)); echo "FAILED: $$t"; fi; \
+	done; echo "C test programs: $$pass passed, $$fail failed"; [ $$fail = 0 ]
+
+FUZZ_FLAGS := -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -O1 -g
+$(B)/fuzz/%: tests/fuzz/%.c $(CORE_SRC) $(EXAMPLE_SRC) $(HDRS)
+	@mkdir -p $(B)/fuzz
+	clang $(WARN) $(INC) $(FUZZ_FLAGS) -Itests/c -o $@ $< $(CORE_SRC) $(EXAMPLE_SRC)
+
+fuzz: $(FUZZ_BIN)
+
+FUZZ_SMOKE_SECONDS ?= 10
+fuzz-smoke: fuzz
+	@set -e; for f in $(FUZZ_BIN); do n=$$(basename $$f); c=tests/fuzz/corpus/$$n; mkdir -p $$c $(B)/fuzz/work/$$n; \
+	  echo "fuzz-smoke: $$n ($(FUZZ_SMOKE_SECONDS)s)"; \
+	  $$f -max_total_time=$(FUZZ_SMOKE_SECONDS) -print_final_stats=1 $(B)/fuzz/work/$$n $$c 2>&1 | grep -E "^(stat::number_of_executed_units|Done|INFO: seed corpus)|ERROR|SUMMARY" ; \
+	  test $${PIPESTATUS[0]} -eq 0; done
+
+FUZZ_LONG_RUNS ?= 10000000
+fuzz-long: fuzz
+	@set -e; for f in $(FUZZ_BIN); do n=$$(basename $$f); c=tests/fuzz/corpus/$$n; mkdir -p $$c $(B)/fuzz/work/$$n; \
+	  $$f -runs=$(FUZZ_LONG_RUNS) -print_final_stats=1 $(B)/fuzz/work/$$n $$c; done
+
+test-native: native $(B)/wsedge-asan
+	node --test --test-concurrency=1 tests/native/
+
+test-workers: wasm wasm-emscripten
+	WSE_WASM=build/wsedge.wasm npm run --silent test:workers
+	WSE_WASM=build/wsedge-emcc.wasm npm run --silent test:workers
+
+test-e2e: native wasm
+	node --test --test-concurrency=1 tests/e2e/
+
+test-hardening: native $(B)/wsedge-asan
+	node --test --test-concurrency=1 tests/hardening/
+
+.PHONY: valgrind soak
+valgrind: native
+	WSE_VALGRIND=1 node --test --test-concurrency=1 tests/native/
+
+soak: native
+	WSE_SOAK=1 node --test tests/hardening/soak.test.mjs
+
+# ---- run ------------------------------------------------------------------
+.PHONY: dev serve
+dev: deps wasm
+	CLOUDFLARE_CF_FETCH_ENABLED=false npx wrangler dev --ip 127.0.0.1 --port 8787
+
+serve: deps native
+	$(B)/wsedge serve --listen 127.0.0.1:4040
+
+# ---- benchmarks (never part of make test) --------------------------------
+.PHONY: bench bench-core
+bench-core: deps
+	@$(MAKE) -s $(B)/bench/bench_core
+	$(B)/bench/bench_core
+	node bench/utf8_node.mjs
+
+$(B)/bench/bench_core: bench/bench_core.c $(CORE_SRC) $(HDRS)
+	@mkdir -p $(B)/bench
+	$(CC) $(WARN) $(INC) -O3 -march=native -o $@ bench/bench_core.c $(CORE_SRC)
+
+bench: deps native
+	bench/run
+
+.PHONY: clean
+clean:
+	rm -rf $(B)

@@ -1,0 +1,250 @@
+/* wsedge/app.h — the application layer: routes, handlers, sessions, rooms
+ * and actions. An application is written once against this API and runs
+ * unchanged on both hosts (native server, Durable Object).
+ *
+ * Flow: the host calls wse_app_upgrade / _open / _message / _close / _http;
+ * handlers act through a wse_ctx_t; every operation becomes an action in the
+ * app's queue; after each call the host drains wse_app_actions() and
+ * executes them (write a frame, send on a WebSocket, close, store an
+ * attachment). Nothing here does I/O, reads a clock or draws randomness. */
+#ifndef WSEDGE_APP_H
+#define WSEDGE_APP_H
+
+#include "common.h"
+#include "handshake.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- sessions -------------------------------------------------------- */
+
+#define WSE_SID_LEN 22        /* 128-bit id as unpadded base64url */
+#define WSE_ROOM_MAX 128      /* bytes of a room name */
+#define WSE_NAME_MAX 64       /* bytes of a display name */
+/* Attachments must fit a Durable Object WebSocket attachment (16,384 bytes).
+ * Fixed fields take at most 64 + WSE_ROOM_MAX + WSE_NAME_MAX bytes, which
+ * leaves this budget for the user-data blob. */
+#define WSE_ATTACHMENT_MAX 16384
+#define WSE_USERDATA_MAX 8192
+
+typedef struct wse_sid {
+  uint8_t b[16];
+} wse_sid_t;
+
+/* 22 chars, no NUL written. */
+void wse_sid_format(const wse_sid_t *id, char out[WSE_SID_LEN]);
+/* Returns WSE_OK or WSE_EINVAL. */
+int wse_sid_parse(const char *s, size_t n, wse_sid_t *out);
+
+typedef struct wse_session {
+  wse_sid_t id;
+  uint32_t handle;          /* slot in the map, stable while the session lives */
+  uint16_t route;           /* index of its route */
+  uint8_t room_len;         /* 0 = in no room */
+  uint8_t name_len;
+  char room[WSE_ROOM_MAX];
+  char name[WSE_NAME_MAX];
+  uint64_t joined_at_ms;    /* host clock at open */
+  uint64_t last_seen_ms;    /* host clock at the last message */
+  uint8_t *user;            /* user-data blob (allocated by the app) */
+  uint16_t user_len;
+  uint8_t restored;         /* 1: rebuilt from an attachment */
+  void *host;               /* the host's pointer for this session */
+  /* internal: hash chain and room list links (handles, -1 = none) */
+  int32_t wse__hnext, wse__rnext, wse__rprev;
+  int32_t wse__room;        /* room slot */
+  uint32_t wse__gen;
+} wse_session_t;
+
+/* Attachment codec: magic "WSE" + version, lengths, CRC-32. */
+#define WSE_ATTACHMENT_VERSION 1
+/* Encode; returns length (<= WSE_ATTACHMENT_MAX) or a negative error. */
+long wse_attachment_encode(const wse_session_t *s, uint8_t *buf, size_t cap);
+/* Decode into *s (user data copied into user_buf of WSE_USERDATA_MAX bytes,
+ * s->user points at it). Returns WSE_OK or a distinct WSE_ATT_E* error; on
+ * error *s is untouched. */
+int wse_attachment_decode(const uint8_t *p, size_t n, wse_session_t *s,
+                          uint8_t *user_buf);
+
+/* ---- routes and handlers -------------------------------------------- */
+
+typedef struct wse_app wse_app_t;
+typedef struct wse_ctx wse_ctx_t;
+
+#define WSE_MAX_PARAMS 4
+typedef struct wse_params {
+  size_t n;
+  wse_str_t name[WSE_MAX_PARAMS];
+  wse_str_t value[WSE_MAX_PARAMS];
+} wse_params_t;
+
+/* A WebSocket route. Handlers are optional. */
+typedef struct wse_route {
+  const char *pattern;            /* "/ws", "/chat/:room" */
+  const wse_config_t *config;     /* NULL: the app's defaults */
+  /* After the core accepted the handshake and before the session exists:
+   * return 0 to accept (may set name/room/user data via ctx), or reject with
+   * wse_reject(ctx, status, message) (e.g. 401/403/400). */
+  int (*on_upgrade)(wse_ctx_t *c, const wse_request_t *req,
+                    const wse_params_t *params);
+  void (*on_open)(wse_ctx_t *c);
+  void (*on_message)(wse_ctx_t *c, unsigned opcode, const uint8_t *p,
+                     size_t n);
+  void (*on_close)(wse_ctx_t *c, unsigned code, const uint8_t *reason,
+                   size_t n);
+  void (*on_error)(wse_ctx_t *c, int err);
+  void *user;
+} wse_route_t;
+
+/* A plain HTTP route (server push, stats). Respond with wse_respond(). */
+typedef struct wse_http_route {
+  const char *method;             /* "GET", "POST" */
+  const char *pattern;            /* "/chat/:room/messages" */
+  void (*handler)(wse_ctx_t *c, const wse_request_t *req,
+                  const wse_params_t *params, const uint8_t *body, size_t n);
+  void *user;
+} wse_http_route_t;
+
+/* ---- handler context operations (each becomes an action) ------------ */
+
+wse_session_t *wse_ctx_session(wse_ctx_t *c); /* NULL in HTTP handlers */
+wse_app_t *wse_ctx_app(wse_ctx_t *c);
+void *wse_ctx_user(wse_ctx_t *c);             /* route->user */
+uint64_t wse_ctx_now(wse_ctx_t *c);           /* host clock, ms */
+
+int wse_send(wse_ctx_t *c, unsigned opcode, const void *p, size_t n);
+int wse_send_to(wse_ctx_t *c, const wse_sid_t *id, unsigned opcode,
+                const void *p, size_t n);
+/* Frame once; every member of `room` except those in `except` receives the
+ * same bytes. Returns the number of recipients. */
+int wse_broadcast(wse_ctx_t *c, const char *room, size_t room_len,
+                  unsigned opcode, const void *p, size_t n,
+                  const wse_sid_t *except, size_t n_except);
+int wse_close(wse_ctx_t *c, unsigned code, const char *reason, size_t n);
+int wse_close_session(wse_ctx_t *c, const wse_sid_t *id, unsigned code,
+                      const char *reason, size_t n);
+int wse_join(wse_ctx_t *c, const char *room, size_t n);
+int wse_leave(wse_ctx_t *c);
+size_t wse_room_count(wse_ctx_t *c, const char *room, size_t n);
+int wse_set_name(wse_ctx_t *c, const char *name, size_t n);
+int wse_set_user(wse_ctx_t *c, const void *p, size_t n);
+/* on_upgrade: reject with an HTTP status and message (JSON body). */
+int wse_reject(wse_ctx_t *c, int status, const char *message);
+/* HTTP handlers: the response (body is JSON). */
+int wse_respond(wse_ctx_t *c, int status, const char *json, size_t n);
+
+/* Query string helper: percent-decodes the value of `key` from the target's
+ * query into out. Returns its length, or -1 when absent/too long/bad %. */
+long wse_query_param(wse_str_t target, const char *key, char *out,
+                     size_t cap);
+
+/* ---- actions --------------------------------------------------------- */
+
+typedef enum wse_action_type {
+  WSE_ACT_SEND = 1,    /* frame/data to session `target` */
+  WSE_ACT_BROADCAST,   /* the same frame to each of recipients[] */
+  WSE_ACT_CLOSE,       /* close `target`: frame is its Close frame */
+  WSE_ACT_ATTACH,      /* store `data` as `target`'s attachment */
+} wse_action_type_t;
+
+typedef struct wse_action {
+  wse_action_type_t type;
+  uint32_t target;             /* session handle (not BROADCAST) */
+  unsigned opcode;             /* SEND/BROADCAST: text/binary */
+  unsigned close_code;         /* CLOSE */
+  const uint8_t *frame;        /* the complete server frame(s) */
+  size_t frame_len;
+  const uint8_t *data;         /* payload (inside frame), reason, attachment */
+  size_t len;
+  const uint32_t *recipients;  /* BROADCAST: session handles */
+  size_t n_recipients;
+} wse_action_t;
+
+/* ---- host side ------------------------------------------------------- */
+
+typedef struct wse_response {
+  int status;                  /* 101, or an HTTP status */
+  const char *headers;         /* "Name: value\r\n"... (no status line) */
+  size_t headers_len;
+  const char *body;            /* JSON for non-101 */
+  size_t body_len;
+} wse_response_t;
+
+/* Write the full HTTP/1.1 response (status line, headers, Content-Type and
+ * Content-Length for bodies). Returns its length or WSE_ENOSPC. */
+long wse_response_write(const wse_response_t *r, char *buf, size_t cap);
+
+int wse_app_new(wse_app_t **out, const wse_allocator_t *a,
+                const wse_config_t *defaults);
+void wse_app_free(wse_app_t *app);
+/* Routes are copied; patterns must outlive the app. */
+int wse_app_route(wse_app_t *app, const wse_route_t *r);
+int wse_app_http_route(wse_app_t *app, const wse_http_route_t *r);
+
+/* 1 when `target`'s path matches a WebSocket route (sets its config). */
+int wse_app_match(wse_app_t *app, wse_str_t target, const wse_config_t **cfg);
+
+/* Validate and accept an upgrade: route match (404 JSON), the core's
+ * validation (route config), on_upgrade. On success creates the session
+ * (id from `entropy`), fills *resp with the 101 and returns its handle
+ * (>= 0); on rejection returns < 0 with *resp the error response. Also
+ * fills *u (may be NULL) with the validation details. */
+int wse_app_upgrade(wse_app_t *app, const wse_request_t *req,
+                    const uint8_t entropy[16], uint64_t now_ms,
+                    wse_upgrade_t *u, wse_response_t *resp);
+/* The host completed the handshake: on_open (and an ATTACH action). */
+int wse_app_open(wse_app_t *app, uint32_t h, uint64_t now_ms);
+int wse_app_message(wse_app_t *app, uint32_t h, unsigned opcode,
+                    const uint8_t *p, size_t n, uint64_t now_ms);
+/* The session ended (close received/sent, socket gone): on_close, leaves
+ * its room, frees it. Use code 1006 for an abrupt disconnect. */
+int wse_app_close(wse_app_t *app, uint32_t h, unsigned code,
+                  const uint8_t *reason, size_t n, uint64_t now_ms);
+int wse_app_error(wse_app_t *app, uint32_t h, int err, uint64_t now_ms);
+/* A plain HTTP request: the app's HTTP routes; a WebSocket route without an
+ * upgrade -> 400 JSON; nothing matched -> 404 JSON. Returns the status. */
+int wse_app_http(wse_app_t *app, const wse_request_t *req,
+                 const uint8_t *body, size_t n, uint64_t now_ms,
+                 wse_response_t *resp);
+/* Send to a session from outside a handler (timers, other threads). */
+int wse_app_send_to(wse_app_t *app, const wse_sid_t *id, unsigned opcode,
+                    const void *p, size_t n);
+
+/* Rebuild the map from attachments in one pass (Durable Object wake).
+ * handles[i] = the session handle, or the WSE_ATT_E* error for entry i
+ * (that socket must be closed with 1011; the others are restored). Returns
+ * the number restored. */
+long wse_app_restore(wse_app_t *app, const uint8_t *const *att,
+                     const size_t *lens, size_t n, int32_t *handles,
+                     uint64_t now_ms);
+
+/* Actions queued by the last call(s); valid until wse_app_actions_clear. */
+size_t wse_app_actions(wse_app_t *app, const wse_action_t **out);
+void wse_app_actions_clear(wse_app_t *app);
+
+wse_session_t *wse_app_session(wse_app_t *app, uint32_t h);
+wse_session_t *wse_app_find(wse_app_t *app, const wse_sid_t *id);
+/* Iterate a room's members: start with h = -1; returns -1 at the end. */
+int32_t wse_app_room_next(wse_app_t *app, const char *room, size_t n,
+                          int32_t h);
+
+typedef struct wse_app_stats {
+  uint64_t sessions;           /* live sessions */
+  uint64_t rooms;              /* non-empty rooms */
+  uint64_t restored;           /* sessions rebuilt from attachments, total */
+  uint64_t restores;           /* restore calls (Durable Object wakes) */
+  uint64_t messages_in, messages_out, bytes_in, bytes_out;
+} wse_app_stats_t;
+void wse_app_stats(const wse_app_t *app, wse_app_stats_t *out);
+
+/* ---- the example application (echo + chat) --------------------------- */
+
+/* Registers "/ws" (echo), "/chat/:room" (chat), "POST /chat/:room/messages"
+ * (server push) and "GET /chat/:room/stats". Linked into both hosts. */
+int wse_example_register(wse_app_t *app);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
