@@ -1,0 +1,696 @@
+// wsedge.js — the thin Workers shim around the wasm core.
+//
+// It knows bytes, sockets and Durable Object APIs; every protocol and room
+// decision (routes, RFC 6455 validation, sessions, chat events, attachment
+// format) is made by the C core in build/wsedge.wasm. The shim:
+//   - instantiates the module once per isolate;
+//   - packs requests/messages into one growable input buffer per app
+//     context (no per-call allocation on either side);
+//   - executes the actions the core queues (send, broadcast, close, attach);
+//   - bridges WebSocketPair, stub.fetch and the Hibernation API.
+//
+// Wire between JS and wasm (see bindings/workers/wsedge_wasm.c):
+//   result block (u32 words, wsx_result):
+//     0 status  1 headers ptr  2 headers len  3 body ptr  4 body len
+//     5 action count  6 tape ptr  7 new session handle  8 session id ptr
+//     9 restore handles ptr (i32[n])
+//   action tape: 8 u32 words per action —
+//     type (1 send, 2 broadcast, 3 close, 4 attach), target handle,
+//     opcode (1 text, 2 binary), close code, data ptr, data len,
+//     recipients ptr (u32 handles), recipient count.
+//   Pointers into wasm memory are valid until the next call into the module.
+//   packed request (input buffer): 16 bytes entropy, u32 n_headers, u32 body
+//     length, u32 lengths of method, target, name0, value0, ..., the strings
+//     back to back, then the body.
+
+import wasmModule from '../../build/wsedge.wasm';
+
+const enc = new TextEncoder();
+const dec = new TextDecoder();
+
+const R_STATUS = 0, R_HDRS = 1, R_HDRS_LEN = 2, R_BODY = 3, R_BODY_LEN = 4;
+const R_NACT = 5, R_TAPE = 6, R_HANDLE = 7, R_SID = 8, R_HANDLES = 9;
+
+export const ACT_SEND = 1, ACT_BROADCAST = 2, ACT_CLOSE = 3, ACT_ATTACH = 4;
+const OP_TEXT = 1, OP_BINARY = 2;
+const SID_LEN = 22;
+const WSE_EPROTO = -4;
+
+// Heartbeat answered by the runtime without waking a hibernated object.
+export const AUTO_PING = '{"type":"ping"}';
+export const AUTO_PONG = '{"type":"pong"}';
+
+// Imports a module may ask for from "env" (emscripten's standalone runtime);
+// anything else is refused at instantiation.
+const ENV = {
+  emscripten_notify_memory_growth() {},
+};
+
+// ---- the module, once per isolate -----------------------------------------
+
+class Core {
+  constructor(module) {
+    const imports = {};
+    for (const imp of WebAssembly.Module.imports(module)) {
+      if (imp.module !== 'env' || imp.kind !== 'function' || !(imp.name in ENV)) {
+        throw new Error(`wsedge: the wasm module imports ${imp.module}.${imp.name}, which the shim does not provide`);
+      }
+      (imports.env ??= {})[imp.name] = ENV[imp.name];
+    }
+    const instance = new WebAssembly.Instance(module, imports);
+    this.x = instance.exports;
+    this.memory = this.x.memory;
+    if (!(this.memory instanceof WebAssembly.Memory)) throw new Error('wsedge: the wasm module exports no memory');
+    // emscripten reactors want _initialize; plain wasm-ld modules may have ctors
+    if (typeof this.x._initialize === 'function') this.x._initialize();
+    else if (typeof this.x.__wasm_call_ctors === 'function') this.x.__wasm_call_ctors();
+    this.buf = null;
+    this.refresh();
+  }
+
+  // Views die when memory grows; every call that may allocate is followed by this.
+  refresh() {
+    if (this.buf !== this.memory.buffer) {
+      this.buf = this.memory.buffer;
+      this.u8 = new Uint8Array(this.buf);
+      this.u32 = new Uint32Array(this.buf);
+      this.i32 = new Int32Array(this.buf);
+    }
+  }
+}
+
+let core = null;
+let moduleOverride = null;
+
+/** Use another compiled module (e.g. the Emscripten build) before first use. */
+export function useModule(module) {
+  if (core) throw new Error('wsedge: the module is already instantiated in this isolate');
+  moduleOverride = module;
+}
+
+function getCore() {
+  if (!core) core = new Core(moduleOverride ?? wasmModule);
+  return core;
+}
+
+/** Heap figures of this isolate's module: bytes in use and bytes managed. */
+export function heapStats() {
+  const c = getCore();
+  return { used: c.x.wsx_heap_used(), size: c.x.wsx_heap_size(), memory: c.memory.buffer.byteLength };
+}
+
+// ---- one application context (an app with its sessions) ------------------
+
+function requestTarget(url) {
+  return url.pathname + url.search;
+}
+
+function jsonResponse(status, obj, headers) {
+  const h = new Headers(headers);
+  h.set('content-type', 'application/json');
+  return new Response(JSON.stringify(obj), { status, headers: h });
+}
+
+// 101 headers the runtime produces itself (WebSocketPair answers the
+// handshake); permessage-deflate is never negotiated by the core at the edge.
+const RUNTIME_OWNED = new Set(['upgrade', 'connection', 'sec-websocket-accept', 'sec-websocket-extensions']);
+
+export class WsedgeApp {
+  constructor() {
+    this.core = getCore();
+    this.ptr = this.core.x.wsx_new();
+    if (!this.ptr) throw new Error('wsedge: out of memory creating an app context');
+    this.res = this.core.x.wsx_result(this.ptr) >>> 2;
+    this.entropy = new Uint8Array(16);
+  }
+
+  /** Release the context and every session in it. */
+  free() {
+    if (this.ptr) this.core.x.wsx_free(this.ptr);
+    this.ptr = 0;
+  }
+
+  input(n) {
+    const p = this.core.x.wsx_input(this.ptr, n);
+    if (!p) throw new Error('wsedge: out of memory');
+    this.core.refresh();
+    return p;
+  }
+
+  /** Pack method, target, headers (and body) into the input buffer. */
+  pack(request, url, body) {
+    const hs = [];
+    for (const [k, v] of request.headers) hs.push(k, v);
+    if (!request.headers.has('host')) hs.push('host', url.host);
+    const method = request.method, target = requestTarget(url);
+    const nlen = 2 + hs.length;
+    let bound = 24 + 4 * nlen + 3 * (method.length + target.length) + (body ? body.byteLength : 0);
+    for (const s of hs) bound += 3 * s.length;
+    const p = this.input(bound);
+    const { u8, u32 } = this.core;
+    let off = p + 24 + 4 * nlen;
+    const lens = (p + 24) >>> 2;
+    const put = (i, s) => {
+      const { written } = enc.encodeInto(s, u8.subarray(off, off + 3 * s.length));
+      u32[lens + i] = written;
+      off += written;
+    };
+    put(0, method);
+    put(1, target);
+    for (let i = 0; i < hs.length; i++) put(2 + i, hs[i]);
+    u32[(p + 16) >>> 2] = hs.length / 2;
+    u32[(p + 20) >>> 2] = body ? body.byteLength : 0;
+    if (body) {
+      u8.set(body, off);
+      off += body.byteLength;
+    }
+    this.packed = p;
+    return off - p;
+  }
+
+  fillEntropy() {
+    crypto.getRandomValues(this.entropy);
+    this.core.u8.set(this.entropy, this.packed);
+  }
+
+  /** Write a string or bytes into the input buffer; returns the length. */
+  putData(data, prefix) {
+    const pre = prefix ? prefix.length : 0;
+    if (typeof data === 'string') {
+      const p = this.input(pre + 3 * data.length);
+      if (pre) enc.encodeInto(prefix, this.core.u8.subarray(p, p + pre));
+      return pre + enc.encodeInto(data, this.core.u8.subarray(p + pre, p + pre + 3 * data.length)).written;
+    }
+    const bytes = data instanceof Uint8Array ? data : ArrayBuffer.isView(data)
+      ? new Uint8Array(data.buffer, data.byteOffset, data.byteLength) : new Uint8Array(data);
+    const p = this.input(pre + bytes.byteLength);
+    if (pre) enc.encodeInto(prefix, this.core.u8.subarray(p, p + pre));
+    this.core.u8.set(bytes, p + pre);
+    return pre + bytes.byteLength;
+  }
+
+  word(i) {
+    this.core.refresh();
+    return this.core.u32[this.res + i];
+  }
+
+  /** Status, headers and body of the last validate/upgrade/http call. */
+  result() {
+    const c = this.core;
+    c.refresh();
+    const w = c.u32, r = this.res;
+    const status = w[r + R_STATUS] | 0;
+    const hp = w[r + R_HDRS], hl = w[r + R_HDRS_LEN], bp = w[r + R_BODY], bl = w[r + R_BODY_LEN];
+    const headers = [];
+    if (hl) {
+      for (const line of dec.decode(c.u8.subarray(hp, hp + hl)).split('\r\n')) {
+        const i = line.indexOf(':');
+        if (i > 0) headers.push([line.slice(0, i).trim(), line.slice(i + 1).trim()]);
+      }
+    }
+    const body = bl ? c.u8.slice(bp, bp + bl) : null;
+    return { status, headers, body };
+  }
+
+  /** The last call's result as an HTTP Response (JSON body when present). */
+  response(extra) {
+    const { status, headers, body } = this.result();
+    const h = new Headers(headers);
+    if (body && !h.has('content-type')) h.set('content-type', 'application/json');
+    if (extra) for (const [k, v] of new Headers(extra)) h.set(k, v);
+    return new Response(body, { status, headers: h });
+  }
+
+  /** The 101's headers the Worker must add itself (e.g. Sec-WebSocket-Protocol). */
+  upgradeHeaders() {
+    const h = new Headers();
+    for (const [k, v] of this.result().headers) if (!RUNTIME_OWNED.has(k.toLowerCase())) h.append(k, v);
+    return h;
+  }
+
+  validate(request, url) {
+    const n = this.pack(request, url, null);
+    return this.core.x.wsx_validate(this.ptr, n, Date.now());
+  }
+
+  isUpgrade(request, url, body) {
+    const n = this.pack(request, url, body);
+    this.packedLen = n;
+    return this.core.x.wsx_is_upgrade(this.ptr, n) === 1;
+  }
+
+  /** Full upgrade on the packed request: returns the handle (>= 0) or < 0. */
+  upgradePacked() {
+    this.fillEntropy();
+    return this.core.x.wsx_upgrade(this.ptr, this.packedLen, Date.now());
+  }
+
+  httpPacked() {
+    return this.core.x.wsx_http(this.ptr, this.packedLen, Date.now());
+  }
+
+  sessionId(h) {
+    const p = this.core.x.wsx_sid(this.ptr, h);
+    if (!p) return null;
+    this.core.refresh();
+    return dec.decode(this.core.u8.subarray(p, p + SID_LEN));
+  }
+
+  lastSessionId() {
+    const p = this.word(R_SID);
+    return p ? dec.decode(this.core.u8.subarray(p, p + SID_LEN)) : null;
+  }
+
+  open(h) {
+    return this.core.x.wsx_open(this.ptr, h, Date.now());
+  }
+
+  message(h, data) {
+    const op = typeof data === 'string' ? OP_TEXT : OP_BINARY;
+    const n = this.putData(data);
+    return this.core.x.wsx_message(this.ptr, h, op, n, Date.now());
+  }
+
+  close(h, code, reason) {
+    const n = reason ? this.putData(reason) : 0;
+    return this.core.x.wsx_close(this.ptr, h, code, n, Date.now());
+  }
+
+  error(h, err = WSE_EPROTO) {
+    return this.core.x.wsx_error(this.ptr, h, err, Date.now());
+  }
+
+  /** Send to a session by id from anywhere (Rwf's Comms). */
+  sendTo(sid, data) {
+    const op = typeof data === 'string' ? OP_TEXT : OP_BINARY;
+    const n = this.putData(data, sid);
+    return this.core.x.wsx_send_to(this.ptr, op, n);
+  }
+
+  findSession(sid) {
+    const n = this.putData(sid);
+    return this.core.x.wsx_find(this.ptr, n);
+  }
+
+  sessions() {
+    return this.core.x.wsx_sessions(this.ptr);
+  }
+
+  /** Restore from attachments (Uint8Array|null each); returns handles/errors. */
+  restore(atts) {
+    let total = 4 + 4 * atts.length;
+    for (const a of atts) total += a ? a.byteLength : 0;
+    const p = this.input(total);
+    const { u8, u32 } = this.core;
+    u32[p >>> 2] = atts.length;
+    let off = p + 4 + 4 * atts.length;
+    atts.forEach((a, i) => {
+      const n = a ? a.byteLength : 0;
+      u32[(p >>> 2) + 1 + i] = n;
+      if (n) u8.set(a, off);
+      off += n;
+    });
+    const restored = this.core.x.wsx_restore(this.ptr, off - p, Date.now());
+    this.core.refresh();
+    const hp = this.core.u32[this.res + R_HANDLES] >>> 2;
+    const handles = Array.from(this.core.i32.subarray(hp, hp + atts.length));
+    return { restored, handles };
+  }
+
+  /**
+   * Execute the actions queued by the last call against `host`, which
+   * provides send(h, msg), close(h, code, reason) and attach(h, bytes).
+   * A broadcast's payload is decoded once and the same value goes to every
+   * recipient.
+   */
+  execute(host) {
+    const c = this.core;
+    c.refresh();
+    const w = c.u32, u8 = c.u8, r = this.res;
+    const n = w[r + R_NACT];
+    if (!n) return;
+    let t = w[r + R_TAPE] >>> 2;
+    for (let i = 0; i < n; i++, t += 8) {
+      const type = w[t], target = w[t + 1], op = w[t + 2], code = w[t + 3];
+      const dp = w[t + 4], dl = w[t + 5], rp = w[t + 6] >>> 2, rn = w[t + 7];
+      switch (type) {
+        case ACT_SEND:
+          host.send(target, op === OP_TEXT ? dec.decode(u8.subarray(dp, dp + dl)) : u8.slice(dp, dp + dl));
+          break;
+        case ACT_BROADCAST: {
+          const msg = op === OP_TEXT ? dec.decode(u8.subarray(dp, dp + dl)) : u8.slice(dp, dp + dl);
+          for (let k = 0; k < rn; k++) host.send(w[rp + k], msg);
+          break;
+        }
+        case ACT_CLOSE:
+          host.close(target, code, dl ? dec.decode(u8.subarray(dp, dp + dl)) : '');
+          break;
+        case ACT_ATTACH:
+          host.attach(target, u8.slice(dp, dp + dl));
+          break;
+      }
+    }
+    host.settle?.();
+  }
+}
+
+// ---- sockets bound to sessions ---------------------------------------------
+
+// Close codes a peer may send but an endpoint may not put on the wire.
+function wireCode(code) {
+  return code === 1000 || (code >= 1001 && code <= 1003) || (code >= 1007 && code <= 1014) ||
+    (code >= 3000 && code <= 4999) ? code : 1000;
+}
+
+function closeSocket(ws, code, reason) {
+  try {
+    ws.close(wireCode(code), reason);
+  } catch {
+    try { ws.close(1000); } catch { /* already closed */ }
+  }
+}
+
+/** The handle <-> socket table of one app context, and the action executor. */
+class SocketHost {
+  constructor(app) {
+    this.app = app;
+    this.sockets = [];          // handle -> WebSocket
+    this.handles = new Map();   // WebSocket -> handle
+    this.ended = [];            // [handle, code] to report to the core after a batch
+  }
+
+  bind(h, ws) {
+    this.sockets[h] = ws;
+    this.handles.set(ws, h);
+  }
+
+  unbind(h) {
+    const ws = this.sockets[h];
+    if (ws) this.handles.delete(ws);
+    this.sockets[h] = undefined;
+    return ws;
+  }
+
+  handleOf(ws) {
+    const h = this.handles.get(ws);
+    return h === undefined ? -1 : h;
+  }
+
+  send(h, msg) {
+    const ws = this.sockets[h];
+    if (!ws) return;
+    try {
+      ws.send(msg);
+    } catch {
+      this.ended.push([h, 1006, '']);
+    }
+  }
+
+  // The core decided to close: send the Close, end the session in the core
+  // once this batch is done (its leave events are the next batch).
+  close(h, code, reason) {
+    const ws = this.sockets[h];
+    if (!ws) return;
+    closeSocket(ws, code, reason);
+    this.ended.push([h, code, reason]);
+  }
+
+  attach() {}
+
+  settle() {
+    while (this.ended.length) {
+      const [h, code, reason] = this.ended.shift();
+      const ws = this.unbind(h);
+      if (!ws) continue;
+      this.detach(ws);
+      this.app.close(h, code, reason);
+      this.app.execute(this);
+    }
+  }
+
+  detach() {}
+
+  // A socket reported its end (close frame from the peer, or an error).
+  peerClosed(ws, code, reason) {
+    const h = this.handleOf(ws);
+    if (h >= 0) {
+      this.unbind(h);
+      this.detach(ws);
+      this.app.close(h, code, reason);
+      this.app.execute(this);
+    }
+    closeSocket(ws, code, reason); // always answer the peer's Close
+  }
+
+  message(ws, data) {
+    const h = this.handleOf(ws);
+    if (h < 0) return;
+    this.app.message(h, data);
+    this.app.execute(this);
+  }
+
+  failed(ws) {
+    const h = this.handleOf(ws);
+    if (h < 0) return;
+    this.app.error(h);
+    this.app.execute(this);
+    if (this.sockets[h] === ws) {
+      this.unbind(h);
+      this.detach(ws);
+      this.app.close(h, 1006, '');
+      this.app.execute(this);
+    }
+    closeSocket(ws, 1011, '');
+  }
+}
+
+// ---- the Worker side ---------------------------------------------------------
+
+let workerHost = null;
+function getWorkerHost() {
+  if (!workerHost) workerHost = new SocketHost(new WsedgeApp());
+  return workerHost;
+}
+
+/** The isolate's Worker-side app context (stateless routes such as /ws). */
+export function workerApp() {
+  return getWorkerHost().app;
+}
+
+export class WebSocketContext {
+  constructor(host, request, url, response) {
+    this.host = host;
+    this.request = request;
+    this.url = url;
+    this.response = response;
+  }
+
+  /** false when the core rejected the request; `response` then answers it. */
+  get ok() {
+    return this.response === null;
+  }
+
+  /**
+   * Validate `request` with the core: unknown path -> 404 JSON, a plain
+   * request on a WebSocket route -> 400 JSON, a bad handshake -> the core's
+   * status (400/403/405/426) with its headers and JSON body.
+   * config.onFailedUpgrade({status, error, headers, request}) may return a
+   * Response to use instead (Volo's on_failed_upgrade).
+   */
+  static fromRequest(request, config = {}) {
+    const host = getWorkerHost();
+    const url = new URL(request.url);
+    const status = host.app.validate(request, url);
+    if (status === 101) return new WebSocketContext(host, request, url, null);
+    let response = host.app.response();
+    if (config.onFailedUpgrade) {
+      const { headers, body } = host.app.result();
+      let error = null;
+      try { error = JSON.parse(dec.decode(body)).error; } catch { /* not JSON */ }
+      const r = config.onFailedUpgrade({ status, error, headers, request });
+      if (r instanceof Response) response = r;
+    }
+    return new WebSocketContext(host, request, url, response);
+  }
+
+  /**
+   * Accept in this Worker (WebSocketPair, standard accept): the session
+   * lives in the isolate's app context and its handlers run in the core.
+   */
+  upgrade() {
+    if (!this.ok) return this.response;
+    const { app } = this.host;
+    app.isUpgrade(this.request, this.url, null); // packs the request
+    const h = app.upgradePacked();
+    if (h < 0) return app.response();
+    const headers = app.upgradeHeaders();
+    const [client, server] = Object.values(new WebSocketPair());
+    server.accept();
+    const host = this.host;
+    host.bind(h, server);
+    server.addEventListener('message', (ev) => host.message(server, ev.data));
+    server.addEventListener('close', (ev) => host.peerClosed(server, ev.code, ev.reason));
+    server.addEventListener('error', () => host.failed(server));
+    app.open(h);
+    app.execute(host);
+    return new Response(null, { status: 101, webSocket: client, headers });
+  }
+
+  /** Forward the original request to a Durable Object (see upgradeDurable). */
+  upgradeDurable(stub, init) {
+    if (!this.ok) return this.response;
+    return init ? upgradeDurableWith(stub, this.request, init) : upgradeDurable(stub, this.request);
+  }
+}
+
+async function checkDurable(stub, request) {
+  let res;
+  try {
+    res = await stub.fetch(request);
+  } catch (e) {
+    return jsonResponse(502, { error: `durable object unavailable: ${e && e.message ? e.message : e}` });
+  }
+  if (res.status === 101 && res.webSocket) return res;
+  // The object's own core rejected the upgrade (e.g. the app's on_upgrade
+  // hook refused a name): that answer is the client's answer.
+  if (res.status >= 400 && res.status < 500) return res;
+  return jsonResponse(502, { error: `durable object did not accept the upgrade (status ${res.status})` });
+}
+
+/**
+ * Forward the ORIGINAL request (URL, query, headers) to a Durable Object
+ * and return its 101 with the client socket; a 4xx from the object's core
+ * passes through, anything else becomes 502 JSON.
+ */
+export function upgradeDurable(stub, request) {
+  return checkDurable(stub, request);
+}
+
+/** Like upgradeDurable, with `init` (headers merged over the original's, other RequestInit fields). */
+export function upgradeDurableWith(stub, request, init = {}) {
+  const headers = new Headers(request.headers);
+  if (init.headers) for (const [k, v] of new Headers(init.headers)) headers.set(k, v);
+  return checkDurable(stub, new Request(request, { ...init, headers }));
+}
+
+// ---- the Durable Object side -----------------------------------------------
+
+// One app context per Durable Object id in this isolate: a new instance of
+// the same object (after eviction) frees its predecessor's context.
+const durableApps = new Map();
+
+const NOT_OPEN = 2; // readyState CLOSING (2) or CLOSED (3)
+
+class DurableHost extends SocketHost {
+  constructor(state) {
+    super(new WsedgeApp());
+    this.state = state;
+  }
+
+  attach(h, bytes) {
+    const ws = this.sockets[h];
+    if (!ws) return;
+    try {
+      ws.serializeAttachment(bytes.buffer);
+    } catch {
+      this.ended.push([h, 1011, '']);
+    }
+  }
+
+  detach(ws) {
+    // an ended session must not come back on the next wake
+    try { ws.serializeAttachment(null); } catch { /* socket gone */ }
+  }
+}
+
+/**
+ * The Durable Object glue: construct it in the object's constructor and
+ * forward fetch / webSocketMessage / webSocketClose / webSocketError.
+ * Hibernation API only. On the first event after a wake the SessionMap is
+ * rebuilt once from getWebSockets() + deserializeAttachment() and cached in
+ * wasm memory.
+ */
+export class DurableSessions {
+  constructor(state, options = {}) {
+    this.state = state;
+    const key = String(state.id);
+    const prev = durableApps.get(key);
+    if (prev) prev.app.free();
+    this.host = new DurableHost(state);
+    durableApps.set(key, this.host);
+    this.restored = false;
+    const auto = options.autoResponse === undefined ? [AUTO_PING, AUTO_PONG] : options.autoResponse;
+    if (auto) state.setWebSocketAutoResponse(new WebSocketRequestResponsePair(auto[0], auto[1]));
+  }
+
+  get app() {
+    return this.host.app;
+  }
+
+  /** Rebuild the SessionMap from the sockets' attachments (once per instance). */
+  restore() {
+    if (this.restored) return;
+    this.restored = true;
+    const sockets = this.state.getWebSockets().filter((ws) => !(ws.readyState >= NOT_OPEN));
+    if (!sockets.length) return;
+    const atts = sockets.map((ws) => {
+      let a = null;
+      try { a = ws.deserializeAttachment(); } catch { /* unreadable: foreign */ }
+      if (a instanceof ArrayBuffer) return new Uint8Array(a);
+      if (ArrayBuffer.isView(a)) return new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
+      return null; // foreign or missing: the core rejects an empty attachment
+    });
+    const { handles } = this.app.restore(atts);
+    handles.forEach((h, i) => {
+      if (h >= 0) this.host.bind(h, sockets[i]);
+      else closeSocket(sockets[i], 1011, 'session state could not be restored');
+    });
+    this.app.execute(this.host);
+  }
+
+  async fetch(request) {
+    this.restore();
+    const url = new URL(request.url);
+    const body = request.method === 'GET' || request.method === 'HEAD' ? null : new Uint8Array(await request.arrayBuffer());
+    const { app, host } = this;
+    if (!app.isUpgrade(request, url, body)) {
+      app.httpPacked();
+      const res = app.response();
+      app.execute(host);
+      return res;
+    }
+    const h = app.upgradePacked();
+    if (h < 0) return app.response();
+    const headers = app.upgradeHeaders();
+    const sid = app.lastSessionId();
+    const [client, server] = Object.values(new WebSocketPair());
+    this.state.acceptWebSocket(server, sid ? [sid] : []);
+    host.bind(h, server);
+    app.open(h);
+    app.execute(host);
+    return new Response(null, { status: 101, webSocket: client, headers });
+  }
+
+  webSocketMessage(ws, message) {
+    this.restore();
+    this.host.message(ws, message);
+  }
+
+  webSocketClose(ws, code, reason) {
+    this.restore();
+    this.host.peerClosed(ws, code, reason);
+  }
+
+  webSocketError(ws) {
+    this.restore();
+    this.host.failed(ws);
+  }
+
+  /** Send to one session by id from anywhere in the object (Rwf's Comms). */
+  sendTo(sid, data) {
+    this.restore();
+    const r = this.app.sendTo(sid, data);
+    this.app.execute(this.host);
+    return r;
+  }
+}

@@ -1,0 +1,102 @@
+// Shared helpers for the Workers suite: raw upgrade requests through the real
+// Worker (SELF.fetch hands it the request as written), and a socket wrapper
+// whose next() waits for the next message or close, bounded in time.
+import { SELF } from 'cloudflare:test';
+import { expect } from 'vitest';
+
+export const BASE = 'http://example.com';
+export const KEY = 'dGhlIHNhbXBsZSBub25jZQ=='; // RFC 6455 §1.3
+export const ACCEPT = 's3pPLMBiTxaQ9kYGzzhZRbK+xOo=';
+export const SID = /^[A-Za-z0-9_-]{22}$/;
+
+export function upgradeHeaders(extra = {}) {
+  return {
+    Upgrade: 'websocket',
+    Connection: 'Upgrade',
+    'Sec-WebSocket-Key': KEY,
+    'Sec-WebSocket-Version': '13',
+    ...extra,
+  };
+}
+
+export function upgrade(path, extra = {}, init = {}) {
+  return SELF.fetch(BASE + path, { headers: upgradeHeaders(extra), ...init });
+}
+
+const WAIT_MS = 5000;
+
+export class Client {
+  constructor(ws, res) {
+    this.ws = ws;
+    this.res = res;
+    this.queue = [];
+    this.waiters = [];
+    this.closed = null;
+    ws.addEventListener('message', (ev) => this.push({ data: ev.data }));
+    ws.addEventListener('close', (ev) => {
+      this.closed = { code: ev.code, reason: ev.reason };
+      this.push({ close: this.closed });
+    });
+    ws.accept();
+  }
+
+  push(item) {
+    const w = this.waiters.shift();
+    if (w) w(item);
+    else this.queue.push(item);
+  }
+
+  /** The next event: {data} or {close: {code, reason}}. */
+  nextEvent(what = 'an event') {
+    if (this.queue.length) return Promise.resolve(this.queue.shift());
+    return new Promise((resolve, reject) => {
+      const t = setTimeout(() => {
+        this.waiters.splice(this.waiters.indexOf(done), 1);
+        reject(new Error(`no ${what} within ${WAIT_MS} ms`));
+      }, WAIT_MS);
+      const done = (item) => {
+        clearTimeout(t);
+        resolve(item);
+      };
+      this.waiters.push(done);
+    });
+  }
+
+  async next() {
+    const ev = await this.nextEvent('message');
+    if (ev.close) throw new Error(`socket closed (${ev.close.code} ${ev.close.reason}) while a message was expected`);
+    return ev.data;
+  }
+
+  async json() {
+    const d = await this.next();
+    expect(typeof d).toBe('string');
+    return JSON.parse(d);
+  }
+
+  async closeEvent() {
+    const ev = await this.nextEvent('close');
+    if (!ev.close) throw new Error(`expected a close, got a message: ${ev.data}`);
+    return ev.close;
+  }
+
+  send(d) {
+    this.ws.send(d);
+  }
+
+  pending() {
+    return this.queue.length;
+  }
+}
+
+export async function connect(path, extra = {}) {
+  const res = await upgrade(path, extra);
+  if (res.status !== 101) throw new Error(`upgrade ${path}: ${res.status} ${await res.text()}`);
+  expect(res.webSocket).toBeTruthy();
+  return new Client(res.webSocket, res);
+}
+
+export async function json(res) {
+  expect(res.headers.get('content-type')).toMatch(/^application\/json/);
+  return JSON.parse(await res.text());
+}
