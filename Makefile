@@ -80,7 +80,9 @@ WASM_CC := clang
 endif
 WASM_CFLAGS := --target=wasm32 -std=c11 -Wall -Wextra -Werror -Oz -ffreestanding -nostdlib \
   -mbulk-memory -fvisibility=hidden -fno-builtin-printf $(INC) -DWSE_WASM=1
-WASM_LDFLAGS := -Wl,--no-entry -Wl,--gc-sections -Wl,--strip-all -Wl,-z,stack-size=65536 \
+# --strip-debug, not --strip-all: clang 14 runs wasm-opt itself when it is on
+# PATH and needs the target_features section to accept bulk-memory ops.
+WASM_LDFLAGS := -Wl,--no-entry -Wl,--gc-sections -Wl,--strip-debug -Wl,-z,stack-size=65536 \
   -Wl,--initial-memory=1114112
 WASM_MAX := 32768
 
@@ -89,14 +91,15 @@ wasm: $(B)/wsedge.wasm
 $(B)/wsedge.wasm: $(CORE_SRC) $(EXAMPLE_SRC) $(GLUE_SRC) $(HDRS)
 	@mkdir -p $(B)
 	$(WASM_CC) $(WASM_CFLAGS) $(WASM_LDFLAGS) -o $@ $(CORE_SRC) $(EXAMPLE_SRC) $(GLUE_SRC)
-	@if command -v wasm-opt >/dev/null; then wasm-opt -Oz --enable-bulk-memory $@ -o $@; fi
+	@if command -v wasm-opt >/dev/null; then wasm-opt -Oz --enable-bulk-memory --strip-debug --strip-producers $@ -o $@; fi
 	@node tests/tools/check-wasm.mjs $@ $(WASM_MAX)
 
+# -Os, not -O2: at -O2 emcc inlines the module to ~43 KB, over the budget.
 wasm-emscripten: $(B)/wsedge-emcc.wasm
 $(B)/wsedge-emcc.wasm: $(CORE_SRC) $(EXAMPLE_SRC) $(GLUE_SRC) $(HDRS)
 	@mkdir -p $(B)
-	emcc -O2 -sSTANDALONE_WASM --no-entry -std=c11 -Wall -Wextra -Werror $(INC) -DWSE_WASM=1 -DWSE_EMSCRIPTEN=1 \
-	  -mbulk-memory -sALLOW_MEMORY_GROWTH=1 -sINITIAL_MEMORY=1179648 -sSTACK_SIZE=65536 \
+	emcc -Os -sSTANDALONE_WASM --no-entry -std=c11 -Wall -Wextra -Werror $(INC) -DWSE_WASM=1 -DWSE_EMSCRIPTEN=1 \
+	  -mbulk-memory -sALLOW_MEMORY_GROWTH=1 -sINITIAL_MEMORY=1179648 -sTOTAL_STACK=65536 \
 	  -o $@ $(CORE_SRC) $(EXAMPLE_SRC) $(GLUE_SRC)
 	@node tests/tools/check-wasm.mjs $@ $(WASM_MAX)
 
