@@ -47,11 +47,16 @@ async function probe(url) {
 // Process groups we started and have not reaped yet: killed with SIGKILL if
 // this process exits without stopping them (a crashed test file).
 const live = new Set();
-process.on('exit', () => {
+function killLive() {
   for (const pgid of live) {
     try { process.kill(-pgid, 'SIGKILL'); } catch { /* already gone */ }
   }
-});
+  live.clear();
+}
+process.on('exit', killLive);
+for (const [sig, n] of [['SIGINT', 2], ['SIGTERM', 15], ['SIGHUP', 1]]) {
+  process.once(sig, () => { killLive(); process.exit(128 + n); });
+}
 
 function groupAlive(pgid) {
   try { process.kill(-pgid, 0); return true; } catch { return false; }
@@ -181,7 +186,13 @@ const workers = new Target('workers', {
       args: ['wrangler', 'dev', '--ip', '127.0.0.1', '--port', String(t.port),
         '--inspector-port', String(inspector), '--show-interactive-dev-session=false',
         '--persist-to', persist, ...(config ? ['--config', config] : [])],
-      env: { CLOUDFLARE_CF_FETCH_ENABLED: 'false', WRANGLER_SEND_METRICS: 'false', NO_COLOR: '1', FORCE_COLOR: '0' },
+      env: {
+        CLOUDFLARE_CF_FETCH_ENABLED: 'false',
+        WRANGLER_SEND_METRICS: 'false',
+        WRANGLER_HIDE_BANNER: 'true',   // the banner runs an npm update check
+        NO_COLOR: '1',
+        FORCE_COLOR: '0',
+      },
       cwd: ROOT,
       healthPath: '/',
       timeoutMs: Number(process.env.WSE_E2E_START_TIMEOUT_MS) || 60000,
