@@ -65,12 +65,20 @@ $(B)/libwsedge.a: $(CORE_OBJ) $(EXAMPLE_OBJ)
 	@mkdir -p $(B)
 	rm -f $@ && ar rcs $@ $^
 
-$(B)/wsedge: $(NATIVE_OBJ) $(B)/libwsedge.a
-	$(CC) $(CFLAGS) -o $@ $(NATIVE_OBJ) $(B)/libwsedge.a -luv -lz -lpthread
+# The chat page (worker/chat.html, also served by the Worker) embedded in the binary.
+$(B)/gen/chat_page.c: worker/chat.html
+	@mkdir -p $(dir $@)
+	node -e 'const fs=require("fs"),b=fs.readFileSync(process.argv[1]);let s="/* generated from worker/chat.html: do not edit */\n#include <stddef.h>\nextern const unsigned char wsn_chat_page[];\nextern const size_t wsn_chat_page_len;\nconst unsigned char wsn_chat_page[]={";for(let i=0;i<b.length;i++)s+=(i%20?"":"\n")+b[i]+",";fs.writeFileSync(process.argv[2],s+"0};\nconst size_t wsn_chat_page_len="+b.length+";\n")' $< $@
+
+$(B)/gen/chat_page.o: $(B)/gen/chat_page.c
+	$(CC) $(ALL_CFLAGS) -c $< -o $@
+
+$(B)/wsedge: $(NATIVE_OBJ) $(B)/gen/chat_page.o $(B)/libwsedge.a
+	$(CC) $(CFLAGS) -o $@ $(NATIVE_OBJ) $(B)/gen/chat_page.o $(B)/libwsedge.a -luv -lz -lpthread
 
 # AddressSanitizer+UBSan build of the server, for the integration tests.
-$(B)/wsedge-asan: $(NATIVE_SRC) $(CORE_SRC) $(EXAMPLE_SRC) $(HDRS)
-	$(CC) $(ALL_CFLAGS) -O1 $(SAN) -o $@ $(NATIVE_SRC) $(CORE_SRC) $(EXAMPLE_SRC) -luv -lz -lpthread
+$(B)/wsedge-asan: $(NATIVE_SRC) $(CORE_SRC) $(EXAMPLE_SRC) $(HDRS) $(B)/gen/chat_page.c
+	$(CC) $(ALL_CFLAGS) -O1 $(SAN) -o $@ $(NATIVE_SRC) $(CORE_SRC) $(EXAMPLE_SRC) $(B)/gen/chat_page.c -luv -lz -lpthread
 
 # ---- wasm -----------------------------------------------------------------
 ifdef WASI_SDK_PATH

@@ -1,0 +1,249 @@
+/* cli.c — `wsedge serve` options: flags and WSEDGE_* environment variables
+ * (flags win). Every value is validated; anything invalid is reported by
+ * name and the process exits with 2, never falling back to a default. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "log.h"
+#include "server.h"
+
+enum kind { K_LISTEN, K_THREADS, K_STATIC, K_LEVEL, K_COUNT, K_SIZE, K_SECS, K_ORIGIN };
+
+typedef struct opt {
+  const char *flag;
+  const char *env;
+  enum kind kind;
+  uint64_t min, max;
+  const char *arg;
+  const char *help;
+} opt_t;
+
+#define GiB ((uint64_t)1 << 30)
+
+static const opt_t opts[] = {
+    {"--listen", "WSEDGE_LISTEN", K_LISTEN, 0, 0, "HOST:PORT",
+     "address to listen on (default 127.0.0.1:4040; port 0 picks a free one)"},
+    {"--threads", "WSEDGE_THREADS", K_THREADS, 1, WSN_MAX_THREADS, "N",
+     "event-loop threads (default: number of cores, at most 64)"},
+    {"--static", "WSEDGE_STATIC", K_STATIC, 0, 0, "DIR",
+     "serve files from DIR (GET /<file>; / is DIR/index.html when present)"},
+    {"--log-level", "WSEDGE_LOG_LEVEL", K_LEVEL, 0, 0, "LEVEL",
+     "error, warn, info (default: one line per connection) or debug"},
+    {"--max-connections", "WSEDGE_MAX_CONNECTIONS", K_COUNT, 0, 10000000, "N",
+     "connections beyond N get 503 (default 0: unlimited)"},
+    {"--max-frame-size", "WSEDGE_MAX_FRAME_SIZE", K_SIZE, 1, GiB, "BYTES",
+     "larger frame -> close 1009 (default 16M)"},
+    {"--max-message-size", "WSEDGE_MAX_MESSAGE_SIZE", K_SIZE, 1, GiB, "BYTES",
+     "larger message -> close 1009 (default 64M)"},
+    {"--max-write-buffer-size", "WSEDGE_MAX_WRITE_BUFFER_SIZE", K_SIZE, 1, GiB,
+     "BYTES", "queued output past it -> close 1008 (default 16M)"},
+    {"--idle-timeout", "WSEDGE_IDLE_TIMEOUT", K_SECS, 0, 2000000, "SECS",
+     "no data or pong for SECS -> close 1001 (default 60; 0 off)"},
+    {"--ping-interval", "WSEDGE_PING_INTERVAL", K_SECS, 0, 2000000, "SECS",
+     "ping a quiet client every SECS (default 30; 0 off)"},
+    {"--session-timeout", "WSEDGE_WEBSOCKET_TIMEOUT", K_SECS, 0, 2000000, "SECS",
+     "session lifetime, then close 4000 \"timeout\" (default 3600; 0 off)"},
+    {"--handshake-timeout", "WSEDGE_HANDSHAKE_TIMEOUT", K_SECS, 1, 3600, "SECS",
+     "request head must arrive within SECS (default 10)"},
+    {"--close-timeout", "WSEDGE_CLOSE_TIMEOUT", K_SECS, 1, 3600, "SECS",
+     "wait SECS for the peer's Close, then drop TCP (default 5)"},
+    {"--allow-origin", "WSEDGE_ALLOW_ORIGINS", K_ORIGIN, 0, 0, "ORIGIN",
+     "allowed Origin (repeatable; env: comma-separated; default: same host)"},
+};
+#define N_OPTS (sizeof opts / sizeof opts[0])
+
+static char origin_store[WSN_MAX_ORIGINS][256];
+
+void wsn_cli_usage(FILE *f) {
+  fprintf(f,
+          "usage: wsedge serve [options]\n"
+          "       wsedge --version | --help\n\n"
+          "Serves the wsedge example app (/ws echo, /chat/:room chat rooms,\n"
+          "POST /chat/:room/messages, GET /chat/:room/stats), the chat page at /,\n"
+          "GET /healthz and GET /stats.\n\n"
+          "options (flag / environment variable; flags win):\n");
+  for (size_t i = 0; i < N_OPTS; i++) {
+    char left[64];
+    snprintf(left, sizeof left, "%s %s", opts[i].flag, opts[i].arg);
+    fprintf(f, "  %-32s %s\n  %-32s   env %s\n", left, opts[i].help, "", opts[i].env);
+  }
+  fprintf(f, "  %-32s %s\n  %-32s %s\n", "--help", "this text", "--version",
+          "print \"wsedge " WSE_VERSION_STRING "\"");
+  fprintf(f, "\nBYTES accept a k, m or g suffix (KiB, MiB, GiB). Invalid values exit with 2.\n");
+}
+
+static int fail(const char *who, const char *val, const char *why) {
+  fprintf(stderr, "wsedge: invalid %s '%s': %s (see wsedge --help)\n", who, val, why);
+  return 2;
+}
+
+static int parse_u64(const char *s, int suffix, uint64_t *out) {
+  uint64_t v = 0;
+  size_t i = 0;
+  if (!s[0]) return -1;
+  for (; s[i] >= '0' && s[i] <= '9'; i++) {
+    if (v > (UINT64_MAX - 9) / 10) return -1;
+    v = v * 10 + (uint64_t)(s[i] - '0');
+  }
+  if (i == 0) return -1;
+  if (s[i]) {
+    if (!suffix || s[i + 1]) return -1;
+    unsigned sh;
+    switch (s[i]) {
+    case 'k': case 'K': sh = 10; break;
+    case 'm': case 'M': sh = 20; break;
+    case 'g': case 'G': sh = 30; break;
+    default: return -1;
+    }
+    if (v > (UINT64_MAX >> sh)) return -1;
+    v <<= sh;
+  }
+  *out = v;
+  return 0;
+}
+
+static int add_origin(wsn_opts_t *o, const char *who, const char *s, size_t n) {
+  char tmp[300];
+  snprintf(tmp, sizeof tmp, "%.*s", (int)(n < 256 ? n : 256), s);
+  if (n == 0) return fail(who, tmp, "empty origin");
+  if (n >= sizeof origin_store[0]) return fail(who, tmp, "longer than 255 bytes");
+  if (!(n == 1 && s[0] == '*') && !(n > 7 && strncmp(s, "http://", 7) == 0) &&
+      !(n > 8 && strncmp(s, "https://", 8) == 0))
+    return fail(who, tmp, "expected \"*\" or scheme://host[:port]");
+  if (o->n_origins == WSN_MAX_ORIGINS) return fail(who, tmp, "too many origins (max 32)");
+  memcpy(origin_store[o->n_origins], s, n);
+  origin_store[o->n_origins][n] = 0;
+  o->origins[o->n_origins] = origin_store[o->n_origins];
+  o->n_origins++;
+  return 0;
+}
+
+static int apply(wsn_opts_t *o, const opt_t *op, const char *who, const char *v) {
+  uint64_t n = 0;
+  char buf[64];
+  switch (op->kind) {
+  case K_LISTEN: {
+    const char *colon = strrchr(v, ':');
+    if (!colon || colon == v) return fail(who, v, "expected HOST:PORT");
+    size_t hl = (size_t)(colon - v);
+    if (hl >= sizeof o->listen_host) return fail(who, v, "host too long");
+    if (v[0] == '[' ? v[hl - 1] != ']' : memchr(v, ':', hl) != NULL)
+      return fail(who, v, "write IPv6 addresses as [ADDR]:PORT");
+    if (parse_u64(colon + 1, 0, &n) < 0 || n > 65535)
+      return fail(who, v, "port must be 0..65535");
+    memcpy(o->listen_host, v, hl);
+    o->listen_host[hl] = 0;
+    o->port = (int)n;
+    return 0;
+  }
+  case K_STATIC: {
+    struct stat st;
+    if (!v[0]) return fail(who, v, "empty path");
+    if (stat(v, &st) < 0) return fail(who, v, strerror(errno));
+    if (!S_ISDIR(st.st_mode)) return fail(who, v, "not a directory");
+    size_t l = strlen(v);
+    while (l > 1 && v[l - 1] == '/') l--;
+    char *d = strndup(v, l);
+    if (!d) return fail(who, v, "out of memory");
+    free((char *)o->static_dir);
+    o->static_dir = d;
+    return 0;
+  }
+  case K_LEVEL: {
+    int l = wsn_log_parse_level(v);
+    if (l < 0) return fail(who, v, "expected error, warn, info or debug");
+    o->log_level = l;
+    return 0;
+  }
+  case K_ORIGIN:
+    if (op->flag && strcmp(who, op->flag) == 0) return add_origin(o, who, v, strlen(v));
+    for (const char *s = v;;) {
+      const char *e = strchr(s, ',');
+      size_t len = e ? (size_t)(e - s) : strlen(s);
+      while (len && (*s == ' ')) s++, len--;
+      while (len && s[len - 1] == ' ') len--;
+      int rc = add_origin(o, who, s, len);
+      if (rc) return rc;
+      if (!e) return 0;
+      s = e + 1;
+    }
+  default:
+    break;
+  }
+  if (parse_u64(v, op->kind == K_SIZE, &n) < 0)
+    return fail(who, v, op->kind == K_SIZE ? "expected a byte count (e.g. 65536, 64k, 16m)"
+                                           : "expected a non-negative integer");
+  if (n < op->min || n > op->max) {
+    snprintf(buf, sizeof buf, "must be %llu..%llu", (unsigned long long)op->min,
+             (unsigned long long)op->max);
+    return fail(who, v, buf);
+  }
+  const char *f = op->flag;
+  if (!strcmp(f, "--threads")) o->threads = (int)n;
+  else if (!strcmp(f, "--max-connections")) o->max_connections = n;
+  else if (!strcmp(f, "--max-frame-size")) o->cfg.max_frame_size = n;
+  else if (!strcmp(f, "--max-message-size")) o->cfg.max_message_size = n;
+  else if (!strcmp(f, "--max-write-buffer-size")) o->cfg.max_write_buffer_size = (size_t)n;
+  else if (!strcmp(f, "--idle-timeout")) o->cfg.idle_timeout_s = (uint32_t)n;
+  else if (!strcmp(f, "--ping-interval")) o->cfg.ping_interval_s = (uint32_t)n;
+  else if (!strcmp(f, "--session-timeout")) o->cfg.session_timeout_s = (uint32_t)n;
+  else if (!strcmp(f, "--handshake-timeout")) o->cfg.handshake_timeout_s = (uint32_t)n;
+  else if (!strcmp(f, "--close-timeout")) o->cfg.close_timeout_s = (uint32_t)n;
+  return 0;
+}
+
+int wsn_cli_parse(int argc, char **argv, wsn_opts_t *o) {
+  memset(o, 0, sizeof *o);
+  snprintf(o->listen_host, sizeof o->listen_host, "127.0.0.1");
+  o->port = 4040;
+  unsigned cores = uv_available_parallelism();
+  o->threads = cores < 1 ? 1 : cores > WSN_MAX_THREADS ? WSN_MAX_THREADS : (int)cores;
+  o->log_level = WSN_LOG_INFO;
+  wse_config_default(&o->cfg);
+  o->cfg.deflate = 0; /* permessage-deflate is not implemented by this host yet */
+
+  int rc;
+  for (size_t i = 0; i < N_OPTS; i++) {
+    const char *v = getenv(opts[i].env);
+    if (v && (rc = apply(o, &opts[i], opts[i].env, v))) return rc;
+  }
+  size_t env_origins = o->n_origins;
+  for (int i = 0; i < argc; i++) {
+    const char *a = argv[i];
+    if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+      wsn_cli_usage(stdout);
+      return 1;
+    }
+    if (!strcmp(a, "--version")) {
+      printf("wsedge %s\n", WSE_VERSION_STRING);
+      return 1;
+    }
+    const char *eq = strchr(a, '=');
+    size_t fl = eq ? (size_t)(eq - a) : strlen(a);
+    const opt_t *op = NULL;
+    for (size_t k = 0; k < N_OPTS; k++)
+      if (strlen(opts[k].flag) == fl && !strncmp(a, opts[k].flag, fl)) op = &opts[k];
+    if (!op) {
+      fprintf(stderr, "wsedge: unknown option '%s' (see wsedge --help)\n", a);
+      return 2;
+    }
+    const char *v = eq ? eq + 1 : NULL;
+    if (!v) {
+      if (i + 1 >= argc) {
+        fprintf(stderr, "wsedge: option %s needs a value (%s)\n", op->flag, op->arg);
+        return 2;
+      }
+      v = argv[++i];
+    }
+    if (op->kind == K_ORIGIN && env_origins) { /* flags replace the env list */
+      o->n_origins = 0;
+      env_origins = 0;
+    }
+    if ((rc = apply(o, op, op->flag, v))) return rc;
+  }
+  return 0;
+}

@@ -1,0 +1,755 @@
+/* conn.c — one TCP connection: the HTTP request head, the upgrade, the
+ * WebSocket frames, corked output with a bound, and every way a connection
+ * ends (close handshake, protocol error, timeouts, slow consumer, reset).
+ *
+ * Reads land in the thread's 64 KiB buffer; the core's wse_ws keeps any
+ * partial message, so an idle connection holds no read buffer. Output is
+ * appended to a lazily allocated buffer and flushed once per callback
+ * (uv_try_write first, uv_write for the remainder); drained buffers go back
+ * to a small per-thread cache. */
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "http.h"
+#include "log.h"
+#include "server.h"
+
+#define OBUF_STD 16384
+#define OBUF_CACHE_MAX 64
+#define LINGER_S 2
+
+static void close_now(wsn_thread_t *t, wsn_conn_t *c);
+static void do_end(wsn_thread_t *t, wsn_conn_t *c, const uint8_t *reason,
+                   size_t rn);
+
+static uint64_t wall_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static void peer_str(wsn_conn_t *c, char *out, size_t cap) {
+  struct sockaddr_storage ss;
+  int len = sizeof ss;
+  char ip[INET6_ADDRSTRLEN];
+  if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len) != 0) {
+    snprintf(out, cap, "?");
+  } else if (ss.ss_family == AF_INET) {
+    const struct sockaddr_in *a = (const struct sockaddr_in *)&ss;
+    inet_ntop(AF_INET, &a->sin_addr, ip, sizeof ip);
+    snprintf(out, cap, "%s:%u", ip, ntohs(a->sin_port));
+  } else {
+    const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)&ss;
+    inet_ntop(AF_INET6, &a->sin6_addr, ip, sizeof ip);
+    snprintf(out, cap, "[%s]:%u", ip, ntohs(a->sin6_port));
+  }
+}
+
+/* ---- output buffers --------------------------------------------------------- */
+
+static wsn_obuf_t *obuf_new(wsn_thread_t *t, size_t need) {
+  wsn_obuf_t *o;
+  if (need <= OBUF_STD && t->n_cache) {
+    o = t->cache[--t->n_cache];
+  } else {
+    size_t cap = need <= OBUF_STD ? OBUF_STD : need;
+    if (cap > UINT32_MAX) return NULL;
+    o = malloc(sizeof *o + cap);
+    if (!o) return NULL;
+    o->cap = (uint32_t)cap;
+  }
+  o->len = 0;
+  o->off = 0;
+  return o;
+}
+
+static void obuf_release(wsn_thread_t *t, wsn_obuf_t *o) {
+  if (o->cap == OBUF_STD) {
+    if (!t->cache) t->cache = malloc(OBUF_CACHE_MAX * sizeof *t->cache);
+    if (t->cache && t->n_cache < OBUF_CACHE_MAX) {
+      t->cache[t->n_cache++] = o;
+      return;
+    }
+  }
+  free(o);
+}
+
+void wsn_obuf_cache_free(wsn_thread_t *t) {
+  for (size_t i = 0; i < t->n_cache; i++) free(t->cache[i]);
+  free(t->cache);
+  t->cache = NULL;
+  t->n_cache = 0;
+}
+
+static void want_flush(wsn_thread_t *t, wsn_conn_t *c) {
+  if (c->flags & WSN_F_DIRTY) return;
+  c->flags |= WSN_F_DIRTY;
+  c->next_dirty = t->dirty;
+  t->dirty = c;
+}
+
+static size_t queued(const wsn_conn_t *c) {
+  return (c->wr ? c->wr->len - c->wr->off : 0) + (c->out ? c->out->len : 0);
+}
+
+/* Unbounded append (responses, our Close frame). */
+static int out_put(wsn_thread_t *t, wsn_conn_t *c, const void *p, size_t n) {
+  wsn_obuf_t *o = c->out;
+  if (!o) {
+    o = obuf_new(t, n);
+    if (!o) return -1;
+    c->out = o;
+  } else if (o->cap - o->len < n) {
+    size_t cap = (size_t)o->cap * 2;
+    if (cap < (size_t)o->len + n) cap = (size_t)o->len + n;
+    if (cap > UINT32_MAX) return -1;
+    wsn_obuf_t *q = realloc(o, sizeof *o + cap);
+    if (!q) return -1;
+    q->cap = (uint32_t)cap;
+    c->out = o = q;
+  }
+  if (n) memcpy(o->data + o->len, p, n);
+  o->len += (uint32_t)n;
+  want_flush(t, c);
+  return 0;
+}
+
+/* Append bounded by the route's max_write_buffer_size: a single frame may
+ * exceed it when nothing else is queued, but queued output never grows past
+ * it. Returns -1 when the bound would be crossed. */
+int wsn_conn_append(wsn_thread_t *t, wsn_conn_t *c, const uint8_t *p, size_t n) {
+  size_t q = queued(c);
+  if (q && (c->flags & WSN_F_WS_INIT) &&
+      q + n > c->u.ws.cfg->max_write_buffer_size)
+    return -1;
+  return out_put(t, c, p, n);
+}
+
+static void slow_consumer(wsn_thread_t *t, wsn_conn_t *c) {
+  wsn_log(WSN_LOG_WARN, "slow consumer on thread %d slot %u: %zu bytes queued, closing with 1008",
+          t->idx, c->slot, queued(c));
+  if (c->out) {
+    /* only whole frames live here (a partial one is in flight in wr) */
+    obuf_release(t, c->out);
+    c->out = NULL;
+  }
+  wsn_conn_close_ws(t, c, WSE_CLOSE_POLICY, "slow consumer", 13);
+}
+
+void wsn_conn_deliver(wsn_thread_t *t, wsn_conn_t *c, const uint8_t *p,
+                      size_t n) {
+  if (c->state != WSN_ST_WS) return;
+  if (wsn_conn_append(t, c, p, n) < 0) slow_consumer(t, c);
+}
+
+/* ---- flushing ----------------------------------------------------------------- */
+
+static void conn_flush(wsn_thread_t *t, wsn_conn_t *c);
+
+static void on_shutdown(uv_shutdown_t *req, int status) {
+  wsn_conn_t *c = (wsn_conn_t *)req->handle;
+  wsn_thread_t *t = c->tcp.loop->data;
+  free(req);
+  if (status < 0 && c->state != WSN_ST_DEAD) {
+    close_now(t, c);
+    wsn_finish(t);
+  }
+}
+
+static void drained(wsn_thread_t *t, wsn_conn_t *c) {
+  if (c->flags & WSN_F_FIN) {
+    close_now(t, c);
+  } else if (c->flags & WSN_F_SHUT) {
+    c->flags &= (uint8_t)~WSN_F_SHUT;
+    uv_shutdown_t *r = malloc(sizeof *r);
+    if (!r || uv_shutdown(r, (uv_stream_t *)&c->tcp, on_shutdown) != 0) {
+      free(r);
+      close_now(t, c);
+    }
+  }
+}
+
+static void conn_fail(wsn_thread_t *t, wsn_conn_t *c, int err, const char *what) {
+  wsn_log(WSN_LOG_DEBUG, "thread %d slot %u: %s: %s", t->idx, c->slot, what,
+          uv_strerror(err));
+  if (c->state == WSN_ST_WS) c->close_code = WSE_CLOSE_ABNORMAL;
+  close_now(t, c);
+}
+
+static void on_write(uv_write_t *req, int status) {
+  wsn_obuf_t *o = (wsn_obuf_t *)req;
+  wsn_conn_t *c = (wsn_conn_t *)req->handle;
+  wsn_thread_t *t = c->tcp.loop->data;
+  c->wr = NULL;
+  obuf_release(t, o);
+  if (status < 0) {
+    if (status != UV_ECANCELED && c->state != WSN_ST_DEAD)
+      conn_fail(t, c, status, "write");
+  } else {
+    conn_flush(t, c);
+  }
+  wsn_finish(t);
+}
+
+static void conn_flush(wsn_thread_t *t, wsn_conn_t *c) {
+  if (c->state == WSN_ST_DEAD || c->wr) return;
+  wsn_obuf_t *o = c->out;
+  if (!o || !o->len) {
+    if (o) {
+      c->out = NULL;
+      obuf_release(t, o);
+    }
+    drained(t, c);
+    return;
+  }
+  uv_buf_t b = uv_buf_init((char *)o->data, o->len);
+  int r = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
+  if (r >= 0 && (uint32_t)r == o->len) {
+    c->out = NULL;
+    obuf_release(t, o);
+    drained(t, c);
+    return;
+  }
+  if (r < 0 && r != UV_EAGAIN) {
+    conn_fail(t, c, r, "write");
+    return;
+  }
+  if (r < 0) r = 0;
+  c->out = NULL;
+  c->wr = o;
+  o->off = (uint32_t)r;
+  b = uv_buf_init((char *)o->data + r, o->len - (uint32_t)r);
+  int e = uv_write(&o->req, (uv_stream_t *)&c->tcp, &b, 1, on_write);
+  if (e) {
+    c->wr = NULL;
+    obuf_release(t, o);
+    conn_fail(t, c, e, "write");
+  }
+}
+
+void wsn_flush_dirty(wsn_thread_t *t) {
+  while (t->dirty) {
+    wsn_conn_t *c = t->dirty;
+    t->dirty = c->next_dirty;
+    c->next_dirty = NULL;
+    c->flags &= (uint8_t)~WSN_F_DIRTY;
+    conn_flush(t, c);
+  }
+}
+
+/* ---- lifecycle ------------------------------------------------------------------- */
+
+static void on_closed(uv_handle_t *h) {
+  wsn_conn_t *c = (wsn_conn_t *)h;
+  wsn_thread_t *t = h->loop->data;
+  if (c->out) obuf_release(t, c->out);
+  if (c->wr) obuf_release(t, c->wr); /* not reached: libuv cancels first */
+  if (c->flags & WSN_F_WS_INIT)
+    wse_ws_free(&c->u.ws);
+  else
+    free(c->u.http.buf);
+  uint32_t s = c->slot;
+  t->conns[s] = NULL;
+  if (++t->gens[s] == 0) t->gens[s] = 1;
+  t->free_slots[t->n_free++] = s;
+  t->n_conns--;
+  if (c->flags & WSN_F_COUNTED) atomic_fetch_sub(&t->srv->n_conns, 1);
+  free(c);
+  wsn_thread_conn_gone(t);
+}
+
+static void close_now(wsn_thread_t *t, wsn_conn_t *c) {
+  if (c->state == WSN_ST_DEAD) return;
+  if (c->flags & WSN_F_SESSION) {
+    if (!c->close_code) c->close_code = WSE_CLOSE_ABNORMAL;
+    wsn_conn_end_session(t, c);
+  }
+  c->state = WSN_ST_DEAD;
+  uv_close((uv_handle_t *)&c->tcp, on_closed);
+}
+
+void wsn_conn_abort(wsn_thread_t *t, wsn_conn_t *c) {
+  close_now(t, c);
+}
+
+/* Response queued: shut the write side once it is out, then drain input
+ * until the peer closes (closing with unread input would reset the
+ * connection and could destroy the response before the client reads it). */
+void wsn_conn_linger(wsn_thread_t *t, wsn_conn_t *c) {
+  if (c->state == WSN_ST_HTTP) {
+    free(c->u.http.buf);
+    memset(&c->u.http, 0, sizeof c->u.http);
+  }
+  c->state = WSN_ST_LINGER;
+  c->flags |= WSN_F_SHUT;
+  c->deadline_s = wsn_now_s(t) + LINGER_S;
+  want_flush(t, c);
+}
+
+void wsn_conn_end_session(wsn_thread_t *t, wsn_conn_t *c) {
+  if (!(c->flags & WSN_F_SESSION)) return;
+  c->flags &= (uint8_t)~WSN_F_SESSION;
+  if (t->in_exec) {
+    if (t->n_ends == t->cap_ends) {
+      size_t cap = t->cap_ends ? t->cap_ends * 2 : 16;
+      wsn_conn_t **p = realloc(t->ends, cap * sizeof *p);
+      if (!p) {
+        wsn_log(WSN_LOG_ERROR, "out of memory deferring a session close");
+        abort();
+      }
+      t->ends = p;
+      t->cap_ends = cap;
+    }
+    t->ends[t->n_ends++] = c;
+    return;
+  }
+  do_end(t, c, NULL, 0);
+}
+
+void wsn_conn_end_deferred(wsn_thread_t *t, wsn_conn_t *c) {
+  do_end(t, c, NULL, 0);
+}
+
+static void do_end(wsn_thread_t *t, wsn_conn_t *c, const uint8_t *reason,
+                   size_t rn) {
+  wsn_server_t *srv = t->srv;
+  wsn_app_lock(t);
+  if (wsn_log_on(WSN_LOG_INFO)) {
+    wse_session_t *s = wse_app_session(srv->app, c->sess);
+    char sid[WSE_SID_LEN + 1] = "?";
+    char peer[64];
+    if (s) wse_sid_format(&s->id, sid);
+    sid[WSE_SID_LEN] = 0;
+    peer_str(c, peer, sizeof peer);
+    wsn_log(WSN_LOG_INFO, "close sid=%s room=%.*s peer=%s code=%u ms=%u", sid,
+            s ? (int)s->room_len : 0, s ? s->room : "", peer, c->close_code,
+            wsn_now_ms32(t) - c->open_ms);
+  }
+  wse_app_close(srv->app, c->sess, c->close_code, reason, rn, wall_ms());
+  atomic_fetch_sub(&srv->n_ws, 1);
+  wsn_exec_actions(t);
+}
+
+/* Our side starts the close handshake (app close, timeouts, slow consumer,
+ * shutdown). The session ends now; the socket waits for the peer's Close
+ * for close_timeout. */
+void wsn_conn_close_ws(wsn_thread_t *t, wsn_conn_t *c, unsigned code,
+                       const char *reason, size_t n) {
+  if (c->state != WSN_ST_WS) return;
+  uint8_t f[127];
+  size_t k = wse_ws_close(&c->u.ws, f, code, reason, n);
+  if (k && out_put(t, c, f, k) < 0) {
+    c->close_code = (uint16_t)code;
+    close_now(t, c);
+    return;
+  }
+  c->close_code = (uint16_t)code;
+  c->state = WSN_ST_WS_CLOSING;
+  c->deadline_s = wsn_now_s(t) + c->u.ws.cfg->close_timeout_s;
+  wsn_conn_end_session(t, c);
+}
+
+/* ---- WebSocket input ------------------------------------------------------------- */
+
+static void send_pong(wsn_thread_t *t, wsn_conn_t *c, const uint8_t *p, size_t n) {
+  uint8_t f[WSE_FRAME_HEADER_MAX + 125];
+  size_t h = wse_frame_write_header(f, 1, 0, WSE_OP_PONG, n, NULL);
+  memcpy(f + h, p, n);
+  if (wsn_conn_append(t, c, f, h + n) < 0) slow_consumer(t, c);
+}
+
+static void ws_feed(wsn_thread_t *t, wsn_conn_t *c, uint8_t *p, size_t n) {
+  wse_ws_t *ws = &c->u.ws;
+  c->last_rx_s = wsn_now_s(t);
+  while (c->state == WSN_ST_WS || c->state == WSN_ST_WS_CLOSING) {
+    size_t used = 0;
+    wse_event_t ev;
+    memset(&ev, 0, sizeof ev);
+    wse_ws_parse(ws, p, n, &used, &ev);
+    if (used > n) used = n;
+    p += used;
+    n -= used;
+    switch (ev.type) {
+    case WSE_EV_NONE:
+      break;
+    case WSE_EV_MESSAGE:
+      if (c->state != WSN_ST_WS) break;
+      wsn_app_lock(t); /* may deliver queued items, even a close to us */
+      if (c->state == WSN_ST_WS && (c->flags & WSN_F_SESSION)) {
+        wse_app_message(t->srv->app, c->sess, ev.opcode, ev.data, ev.len,
+                        wall_ms());
+        wsn_exec_actions(t);
+      }
+      break;
+    case WSE_EV_PING:
+      if (c->state == WSN_ST_WS) send_pong(t, c, ev.data, ev.len);
+      break;
+    case WSE_EV_PONG:
+      break;
+    case WSE_EV_CLOSE:
+      if (c->state == WSN_ST_WS) {
+        uint8_t f[127];
+        size_t k = wse_ws_close(ws, f, ev.close_code, NULL, 0);
+        if (k) out_put(t, c, f, k);
+        c->close_code = (uint16_t)ev.close_code;
+        c->state = WSN_ST_WS_CLOSING;
+        if (c->flags & WSN_F_SESSION) {
+          c->flags &= (uint8_t)~WSN_F_SESSION;
+          do_end(t, c, ev.reason, ev.reason_len);
+        }
+      }
+      /* handshake complete: the server closes TCP first (RFC 6455 §7.1.1) */
+      c->flags |= WSN_F_FIN;
+      want_flush(t, c);
+      return;
+    case WSE_EV_ERROR: {
+      unsigned code = ev.close_code ? ev.close_code : wse_close_code_for(ev.error);
+      wsn_log(WSN_LOG_DEBUG, "thread %d slot %u: %s, closing with %u", t->idx,
+              c->slot, wse_strerror(ev.error), code);
+      if (c->state == WSN_ST_WS) {
+        const char *why = wse_strerror(ev.error);
+        uint8_t f[127];
+        size_t k = wse_ws_close(ws, f, code, why, strlen(why));
+        if (k) out_put(t, c, f, k);
+        c->close_code = (uint16_t)code;
+        c->state = WSN_ST_WS_CLOSING;
+        c->deadline_s = wsn_now_s(t) + ws->cfg->close_timeout_s;
+        if (c->flags & WSN_F_SESSION) {
+          wsn_app_lock(t);
+          wse_app_error(t->srv->app, c->sess, ev.error, wall_ms());
+          wsn_conn_end_session(t, c);
+        }
+        /* the engine ignores further input: half-close and wait for EOF */
+        c->flags |= WSN_F_SHUT;
+      } else {
+        c->flags |= WSN_F_FIN;
+      }
+      want_flush(t, c);
+      return;
+    }
+    }
+    if (n == 0 && ev.type == WSE_EV_NONE) break;
+    if (used == 0 && ev.type == WSE_EV_NONE) break; /* defensive */
+  }
+}
+
+/* ---- HTTP input --------------------------------------------------------------------- */
+
+static int http_buf_append(wsn_conn_t *c, const char *p, size_t n) {
+  size_t need = (size_t)c->u.http.len + n;
+  if (need > c->u.http.cap) {
+    size_t cap = c->u.http.cap ? c->u.http.cap : 1024;
+    while (cap < need) cap *= 2;
+    char *b = realloc(c->u.http.buf, cap);
+    if (!b) return -1;
+    c->u.http.buf = b;
+    c->u.http.cap = (uint32_t)cap;
+  }
+  memcpy(c->u.http.buf + c->u.http.len, p, n);
+  c->u.http.len = (uint32_t)need;
+  return 0;
+}
+
+static void ws_upgrade(wsn_thread_t *t, wsn_conn_t *c, const wse_request_t *req,
+                       uint8_t *rest, size_t rn) {
+  wsn_server_t *srv = t->srv;
+  uint8_t ent[16];
+  wsn_entropy(t, ent);
+  wsn_app_lock(t);
+  wse_upgrade_t u;
+  wse_response_t resp;
+  memset(&resp, 0, sizeof resp);
+  int h = wse_app_upgrade(srv->app, req, ent, wall_ms(), &u, &resp);
+  if (h < 0) {
+    wsn_log(WSN_LOG_DEBUG, "upgrade of %.*s rejected: %d", (int)req->target.n,
+            req->target.p, resp.status);
+    wsn_respond_app(t, c, &resp, 0);
+    return;
+  }
+  char buf[1024];
+  long rl = wse_response_write(&resp, buf, sizeof buf);
+  if (rl < 0 || out_put(t, c, buf, (size_t)rl) < 0) {
+    wsn_log(WSN_LOG_ERROR, "cannot write the 101 response (%ld)", rl);
+    wse_app_close(srv->app, (uint32_t)h, WSE_CLOSE_ABNORMAL, NULL, 0, wall_ms());
+    wsn_exec_actions(t);
+    close_now(t, c);
+    return;
+  }
+  const wse_config_t *cfg = NULL;
+  if (!wse_app_match(srv->app, req->target, &cfg) || !cfg) cfg = &srv->opts.cfg;
+  wse_session_t *s = wse_app_session(srv->app, (uint32_t)h);
+  if ((uint32_t)h >= srv->max_handle) srv->max_handle = (uint32_t)h + 1;
+  s->host = wsn_host_encode(t, c);
+  c->sess = (uint32_t)h;
+  c->flags |= WSN_F_SESSION | WSN_F_WS_INIT;
+  c->state = WSN_ST_WS;
+  memset(&c->u.http, 0, sizeof c->u.http);
+  wse_ws_init(&c->u.ws, cfg, &srv->alloc, WSE_WS_SERVER);
+  c->open_ms = wsn_now_ms32(t);
+  c->last_rx_s = c->last_ping_s = wsn_now_s(t);
+  atomic_fetch_add(&srv->n_ws, 1);
+  if (wsn_log_on(WSN_LOG_INFO)) {
+    char sid[WSE_SID_LEN + 1], peer[64];
+    wse_sid_format(&s->id, sid);
+    sid[WSE_SID_LEN] = 0;
+    peer_str(c, peer, sizeof peer);
+    wse_str_t path = wsn_http_path(req->target);
+    wsn_log(WSN_LOG_INFO, "open sid=%s path=%.*s peer=%s thread=%d", sid,
+            (int)path.n, path.p, peer, t->idx);
+  }
+  wse_app_open(srv->app, (uint32_t)h, wall_ms());
+  wsn_exec_actions(t);
+  /* bytes pipelined after the head belong to the WebSocket */
+  if (rn && c->state == WSN_ST_WS) ws_feed(t, c, rest, rn);
+}
+
+static void app_http(wsn_thread_t *t, wsn_conn_t *c, const wse_request_t *req,
+                     const uint8_t *body, size_t bn) {
+  wsn_app_lock(t);
+  wse_response_t resp;
+  memset(&resp, 0, sizeof resp);
+  wse_app_http(t->srv->app, req, body, bn, wall_ms(), &resp);
+  int head = req->method.n == 4 && memcmp(req->method.p, "HEAD", 4) == 0;
+  wsn_respond_app(t, c, &resp, head);
+  wsn_exec_actions(t);
+}
+
+static void dispatch(wsn_thread_t *t, wsn_conn_t *c, const wse_request_t *req,
+                     const uint8_t *body, size_t bn, uint8_t *rest, size_t rn) {
+  if (c->flags & WSN_F_REJECT) {
+    wsn_respond_json_error(t, c, 503, "too many connections", "Retry-After: 1\r\n");
+    return;
+  }
+  if (wse_is_upgrade_request(req)) {
+    ws_upgrade(t, c, req, rest, rn);
+    return;
+  }
+  if (wsn_host_route(t, c, req)) return;
+  app_http(t, c, req, body, bn);
+}
+
+static void http_feed(wsn_thread_t *t, wsn_conn_t *c, char *p, size_t n) {
+  char *data = p;
+  size_t len = n;
+  if (c->u.http.len) {
+    if (http_buf_append(c, p, n) < 0) {
+      close_now(t, c);
+      return;
+    }
+    data = c->u.http.buf;
+    len = c->u.http.len;
+  }
+  size_t end = wsn_http_head_end(data, len, c->u.http.scanned);
+  if (!end) {
+    if (len > WSN_HTTP_HEAD_MAX) {
+      wsn_respond_json_error(t, c, 431, "request head too large", NULL);
+      return;
+    }
+    if (data == p && http_buf_append(c, p, n) < 0) {
+      close_now(t, c);
+      return;
+    }
+    c->u.http.scanned = (uint32_t)len;
+    return;
+  }
+  if (end > WSN_HTTP_HEAD_MAX) {
+    wsn_respond_json_error(t, c, 431, "request head too large", NULL);
+    return;
+  }
+  wse_header_t hdrs[WSN_HTTP_MAX_HEADERS];
+  wse_request_t req;
+  int rc = wsn_http_parse(data, end, &req, hdrs, WSN_HTTP_MAX_HEADERS);
+  if (rc == WSN_HTTP_TOO_MANY) {
+    wsn_respond_json_error(t, c, 431, "too many header fields", NULL);
+    return;
+  }
+  if (rc < 0) {
+    wsn_respond_json_error(t, c, 400, "malformed request", NULL);
+    return;
+  }
+  wsn_http_body_t bi;
+  wsn_http_body_info(&req, &bi);
+  if (bi.chunked) {
+    wsn_respond_json_error(t, c, 411, "chunked request bodies are not supported; send Content-Length", NULL);
+    return;
+  }
+  if (bi.bad_length) {
+    wsn_respond_json_error(t, c, 400, "invalid Content-Length", NULL);
+    return;
+  }
+  if (bi.length > WSN_HTTP_BODY_MAX) {
+    wsn_respond_json_error(t, c, 413, "request body too large", NULL);
+    return;
+  }
+  size_t need = end + (size_t)bi.length;
+  if (len < need) {
+    if (data == p && http_buf_append(c, p, n) < 0) {
+      close_now(t, c);
+      return;
+    }
+    c->u.http.scanned = 0;
+    return;
+  }
+  /* take the buffer: the request points into it, and the union is about to
+   * become the WebSocket engine */
+  char *hbuf = c->u.http.buf;
+  memset(&c->u.http, 0, sizeof c->u.http);
+  dispatch(t, c, &req, (const uint8_t *)data + end, (size_t)bi.length,
+           (uint8_t *)data + need, len - need);
+  free(hbuf);
+}
+
+/* ---- libuv callbacks ------------------------------------------------------------------ */
+
+static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
+  (void)hint;
+  wsn_thread_t *t = h->loop->data;
+  buf->base = (char *)t->rbuf;
+  buf->len = WSN_READ_BUF;
+}
+
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
+  wsn_conn_t *c = (wsn_conn_t *)s;
+  wsn_thread_t *t = s->loop->data;
+  if (nread == 0) return;
+  if (nread < 0) {
+    if (c->state == WSN_ST_WS) c->close_code = WSE_CLOSE_ABNORMAL;
+    if (nread != UV_EOF)
+      wsn_log(WSN_LOG_DEBUG, "thread %d slot %u: read: %s", t->idx, c->slot,
+              uv_strerror((int)nread));
+    close_now(t, c);
+    wsn_finish(t);
+    return;
+  }
+  switch (c->state) {
+  case WSN_ST_HTTP:
+    http_feed(t, c, buf->base, (size_t)nread);
+    break;
+  case WSN_ST_WS:
+  case WSN_ST_WS_CLOSING:
+    ws_feed(t, c, (uint8_t *)buf->base, (size_t)nread);
+    break;
+  default:
+    break; /* lingering: discard */
+  }
+  wsn_finish(t);
+}
+
+static int slot_alloc(wsn_thread_t *t, wsn_conn_t *c) {
+  if (!t->n_free) {
+    uint32_t cap = t->cap ? t->cap * 2 : 256;
+    if (cap > 0xffffff) return -1;
+    wsn_conn_t **cs = realloc(t->conns, cap * sizeof *cs);
+    if (!cs) return -1;
+    t->conns = cs;
+    uint32_t *g = realloc(t->gens, cap * sizeof *g);
+    if (!g) return -1;
+    t->gens = g;
+    uint32_t *f = realloc(t->free_slots, cap * sizeof *f);
+    if (!f) return -1;
+    t->free_slots = f;
+    for (uint32_t i = cap; i > t->cap; i--) {
+      t->conns[i - 1] = NULL;
+      t->gens[i - 1] = 1;
+      t->free_slots[t->n_free++] = i - 1;
+    }
+    t->cap = cap;
+  }
+  uint32_t s = t->free_slots[--t->n_free];
+  t->conns[s] = c;
+  c->slot = s;
+  return 0;
+}
+
+static void on_reject_closed(uv_handle_t *h) {
+  free(h);
+}
+
+void wsn_on_connection(uv_stream_t *server, int status) {
+  wsn_thread_t *t = server->loop->data;
+  wsn_server_t *srv = t->srv;
+  if (status < 0) {
+    wsn_log(WSN_LOG_ERROR, "thread %d: accept: %s", t->idx, uv_strerror(status));
+    return;
+  }
+  wsn_conn_t *c = calloc(1, sizeof *c);
+  if (!c) {
+    wsn_log(WSN_LOG_ERROR, "thread %d: out of memory accepting", t->idx);
+    return;
+  }
+  uv_tcp_init(&t->loop, &c->tcp);
+  int e = uv_accept(server, (uv_stream_t *)&c->tcp);
+  if (e || slot_alloc(t, c) < 0) {
+    if (e) wsn_log(WSN_LOG_ERROR, "thread %d: accept: %s", t->idx, uv_strerror(e));
+    uv_close((uv_handle_t *)&c->tcp, on_reject_closed);
+    return;
+  }
+  t->n_conns++;
+  c->flags = WSN_F_COUNTED;
+  uint64_t n = atomic_fetch_add(&srv->n_conns, 1) + 1;
+  atomic_fetch_add(&srv->total_conns, 1);
+  if (srv->opts.max_connections && n > srv->opts.max_connections)
+    c->flags |= WSN_F_REJECT;
+  c->state = WSN_ST_HTTP;
+  c->open_ms = wsn_now_ms32(t);
+  c->deadline_s = wsn_now_s(t) + srv->opts.cfg.handshake_timeout_s;
+  uv_tcp_nodelay(&c->tcp, 1);
+  e = uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+  if (e) close_now(t, c);
+  if (t->stopping) close_now(t, c);
+}
+
+/* ---- timers and shutdown ------------------------------------------------------------- */
+
+static const uint8_t ping_frame[2] = {0x89, 0x00};
+
+void wsn_conn_tick(wsn_thread_t *t, wsn_conn_t *c, uint32_t now) {
+  switch (c->state) {
+  case WSN_ST_HTTP:
+    if ((int32_t)(now - c->deadline_s) >= 0) {
+      wsn_log(WSN_LOG_DEBUG, "thread %d slot %u: handshake timeout", t->idx, c->slot);
+      close_now(t, c);
+    }
+    break;
+  case WSN_ST_LINGER:
+  case WSN_ST_WS_CLOSING:
+    if ((int32_t)(now - c->deadline_s) >= 0) close_now(t, c);
+    break;
+  case WSN_ST_WS: {
+    const wse_config_t *cfg = c->u.ws.cfg;
+    uint32_t age_ms = wsn_now_ms32(t) - c->open_ms;
+    if (cfg->session_timeout_s && age_ms / 1000 >= cfg->session_timeout_s) {
+      wsn_conn_close_ws(t, c, WSE_CLOSE_TIMEOUT, "timeout", 7);
+    } else if (cfg->idle_timeout_s && now - c->last_rx_s >= cfg->idle_timeout_s) {
+      wsn_conn_close_ws(t, c, WSE_CLOSE_GOING_AWAY, "idle timeout", 12);
+    } else if (cfg->ping_interval_s && now - c->last_rx_s >= cfg->ping_interval_s &&
+               now - c->last_ping_s >= cfg->ping_interval_s) {
+      c->last_ping_s = now;
+      if (wsn_conn_append(t, c, ping_frame, sizeof ping_frame) < 0)
+        slow_consumer(t, c);
+    }
+    break;
+  }
+  default:
+    break;
+  }
+}
+
+void wsn_conn_shutdown(wsn_thread_t *t, wsn_conn_t *c) {
+  switch (c->state) {
+  case WSN_ST_WS:
+    wsn_conn_close_ws(t, c, WSE_CLOSE_GOING_AWAY, "going away", 10);
+    break;
+  case WSN_ST_HTTP:
+  case WSN_ST_LINGER:
+    close_now(t, c);
+    break;
+  default:
+    break;
+  }
+}

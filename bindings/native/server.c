@@ -1,0 +1,591 @@
+/* server.c — threads, listeners, the shared app and its lock, cross-thread
+ * delivery, timers and graceful shutdown.
+ *
+ * One uv_loop per thread, each with its own listening socket bound to the
+ * same port with SO_REUSEPORT. One wse_app_t for the whole server (rooms and
+ * send-to-session work across threads) behind app_lock: every wse_app_* call
+ * and the execution of its actions happen under it. Actions for a session on
+ * the calling thread append to that connection's corked output (no syscall
+ * under the lock); for sessions on other threads the frame is copied once
+ * into a refcounted buffer and one item per target thread is queued, then
+ * that thread is woken with uv_async_send after the lock is released. A
+ * thread drains its queue whenever it takes the lock, so every recipient
+ * sees events in the order they were produced under the lock. */
+#define _GNU_SOURCE
+#include "server.h"
+
+#include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <arpa/inet.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "log.h"
+
+_Static_assert(sizeof(uintptr_t) >= 8, "session host ids need 64-bit pointers");
+
+/* ---- allocator for the core -------------------------------------------- */
+
+static void *a_alloc(void *ud, size_t n) {
+  (void)ud;
+  return malloc(n);
+}
+static void *a_realloc(void *ud, void *p, size_t old_n, size_t new_n) {
+  (void)ud;
+  (void)old_n;
+  return realloc(p, new_n);
+}
+static void a_free(void *ud, void *p, size_t n) {
+  (void)ud;
+  (void)n;
+  free(p);
+}
+
+/* ---- clocks and entropy --------------------------------------------------- */
+
+uint32_t wsn_now_s(wsn_thread_t *t) {
+  return (uint32_t)((uv_now(&t->loop) - t->srv->start_ms) / 1000);
+}
+
+uint32_t wsn_now_ms32(wsn_thread_t *t) {
+  return (uint32_t)(uv_now(&t->loop) - t->srv->start_ms);
+}
+
+void wsn_entropy(wsn_thread_t *t, uint8_t out[16]) {
+  if (t->entropy_off + 16 > sizeof t->entropy) {
+    size_t got = 0;
+    while (got < sizeof t->entropy) {
+      ssize_t r = getrandom(t->entropy + got, sizeof t->entropy - got, 0);
+      if (r < 0) {
+        if (errno == EINTR) continue;
+        wsn_log(WSN_LOG_ERROR, "getrandom: %s", strerror(errno));
+        abort(); /* session ids must never be predictable */
+      }
+      got += (size_t)r;
+    }
+    t->entropy_off = 0;
+  }
+  memcpy(out, t->entropy + t->entropy_off, 16);
+  t->entropy_off += 16;
+}
+
+/* ---- session host ids ---------------------------------------------------- */
+
+void *wsn_host_encode(wsn_thread_t *t, wsn_conn_t *c) {
+  uint64_t v = ((uint64_t)t->gens[c->slot] << 32) | ((uint64_t)t->idx << 24) |
+               c->slot;
+  return (void *)(uintptr_t)v;
+}
+
+static wsn_conn_t *lookup(wsn_thread_t *t, uint32_t slot, uint32_t gen) {
+  if (slot >= t->cap || t->gens[slot] != gen) return NULL;
+  return t->conns[slot];
+}
+
+/* ---- the app lock ------------------------------------------------------- */
+
+static void drain_queue(wsn_thread_t *t);
+
+void wsn_app_lock(wsn_thread_t *t) {
+  if (t->locked) return;
+  uv_mutex_lock(&t->srv->app_lock);
+  t->locked = 1;
+  /* Items queued for us were produced before this point in lock order:
+   * deliver them before anything we are about to produce. */
+  drain_queue(t);
+}
+
+void wsn_app_unlock(wsn_thread_t *t) {
+  if (!t->locked) return;
+  t->locked = 0;
+  uv_mutex_unlock(&t->srv->app_lock);
+  uint64_t m = t->wake_mask;
+  t->wake_mask = 0;
+  while (m) {
+    int i = __builtin_ctzll(m);
+    m &= m - 1;
+    uv_async_send(&t->srv->threads[i].async);
+  }
+}
+
+/* End of every libuv callback: release the lock, wake other threads, flush
+ * corked output. Flushing may fail a connection, which may need the lock
+ * again (session end), so loop until quiet. */
+void wsn_finish(wsn_thread_t *t) {
+  do {
+    wsn_app_unlock(t);
+    wsn_flush_dirty(t);
+  } while (t->locked || t->dirty);
+}
+
+/* ---- cross-thread items ---------------------------------------------------- */
+
+static void rbuf_unref(wsn_rbuf_t *b) {
+  if (b && atomic_fetch_sub(&b->refs, 1) == 1) free(b);
+}
+
+static void drain_queue(wsn_thread_t *t) {
+  if (!atomic_load_explicit(&t->qpending, memory_order_acquire)) return;
+  uv_mutex_lock(&t->qlock);
+  wsn_item_t *it = t->qhead;
+  t->qhead = t->qtail = NULL;
+  atomic_store_explicit(&t->qpending, 0, memory_order_relaxed);
+  uv_mutex_unlock(&t->qlock);
+  while (it) {
+    wsn_item_t *next = it->next;
+    for (uint32_t i = 0; i < it->n; i++) {
+      wsn_conn_t *c = lookup(t, it->tg[i].slot, it->tg[i].gen);
+      if (!c) continue;
+      if (it->kind == WSN_ITEM_SEND)
+        wsn_conn_deliver(t, c, it->buf->data, it->buf->len);
+      else
+        wsn_conn_close_ws(t, c, it->code, (const char *)it->buf->data,
+                          it->buf->len);
+    }
+    rbuf_unref(it->buf);
+    free(it);
+    it = next;
+  }
+}
+
+static void stage(wsn_thread_t *t, int ti, uint32_t slot, uint32_t gen) {
+  if (t->stage_n[ti] == t->stage_cap[ti]) {
+    uint32_t cap = t->stage_cap[ti] ? t->stage_cap[ti] * 2 : 16;
+    wsn_target_t *p = realloc(t->stage[ti], cap * sizeof *p);
+    if (!p) {
+      wsn_log(WSN_LOG_ERROR, "out of memory staging a cross-thread delivery");
+      return;
+    }
+    t->stage[ti] = p;
+    t->stage_cap[ti] = cap;
+  }
+  t->stage[ti][t->stage_n[ti]].slot = slot;
+  t->stage[ti][t->stage_n[ti]].gen = gen;
+  t->stage_n[ti]++;
+}
+
+/* Queue the staged targets: the bytes are copied once and shared. */
+static void flush_stage(wsn_thread_t *t, int kind, unsigned code,
+                        const uint8_t *p, size_t n) {
+  wsn_server_t *srv = t->srv;
+  unsigned items = 0;
+  for (int i = 0; i < srv->nthreads; i++)
+    if (t->stage_n[i]) items++;
+  if (!items) return;
+  wsn_rbuf_t *b = malloc(sizeof *b + n);
+  if (!b) {
+    wsn_log(WSN_LOG_ERROR, "out of memory queueing %zu bytes", n);
+    for (int i = 0; i < srv->nthreads; i++) t->stage_n[i] = 0;
+    return;
+  }
+  atomic_init(&b->refs, items);
+  b->len = (uint32_t)n;
+  if (n) memcpy(b->data, p, n);
+  for (int i = 0; i < srv->nthreads; i++) {
+    uint32_t k = t->stage_n[i];
+    if (!k) continue;
+    t->stage_n[i] = 0;
+    wsn_item_t *it = malloc(sizeof *it + k * sizeof(wsn_target_t));
+    if (!it) {
+      wsn_log(WSN_LOG_ERROR, "out of memory queueing to thread %d", i);
+      rbuf_unref(b);
+      continue;
+    }
+    it->next = NULL;
+    it->kind = (uint8_t)kind;
+    it->code = (uint16_t)code;
+    it->buf = b;
+    it->n = k;
+    memcpy(it->tg, t->stage[i], k * sizeof(wsn_target_t));
+    wsn_thread_t *d = &srv->threads[i];
+    uv_mutex_lock(&d->qlock);
+    if (d->qtail)
+      d->qtail->next = it;
+    else
+      d->qhead = it;
+    d->qtail = it;
+    atomic_store_explicit(&d->qpending, 1, memory_order_release);
+    uv_mutex_unlock(&d->qlock);
+    t->wake_mask |= (uint64_t)1 << i;
+  }
+}
+
+/* ---- executing the app's actions ------------------------------------------ */
+
+static void route_to(wsn_thread_t *t, const wse_session_t *s, int kind,
+                     const uint8_t *p, size_t n, unsigned code) {
+  if (!s || !s->host) return;
+  uint64_t v = (uint64_t)(uintptr_t)s->host;
+  uint32_t gen = (uint32_t)(v >> 32);
+  int ti = (int)((v >> 24) & 0xff);
+  uint32_t slot = (uint32_t)(v & 0xffffff);
+  if (ti == t->idx) {
+    wsn_conn_t *c = lookup(t, slot, gen);
+    if (!c) return;
+    if (kind == WSN_ITEM_SEND)
+      wsn_conn_deliver(t, c, p, n);
+    else
+      wsn_conn_close_ws(t, c, code, (const char *)p, n);
+  } else if (ti < t->srv->nthreads) {
+    stage(t, ti, slot, gen);
+  }
+}
+
+static void exec_one(wsn_thread_t *t, const wse_action_t *a) {
+  wse_app_t *app = t->srv->app;
+  switch (a->type) {
+  case WSE_ACT_SEND:
+    route_to(t, wse_app_session(app, a->target), WSN_ITEM_SEND, a->frame,
+             a->frame_len, 0);
+    flush_stage(t, WSN_ITEM_SEND, 0, a->frame, a->frame_len);
+    break;
+  case WSE_ACT_BROADCAST:
+    for (size_t i = 0; i < a->n_recipients; i++)
+      route_to(t, wse_app_session(app, a->recipients[i]), WSN_ITEM_SEND,
+               a->frame, a->frame_len, 0);
+    flush_stage(t, WSN_ITEM_SEND, 0, a->frame, a->frame_len);
+    break;
+  case WSE_ACT_CLOSE:
+    route_to(t, wse_app_session(app, a->target), WSN_ITEM_CLOSE, a->data,
+             a->len, a->close_code);
+    flush_stage(t, WSN_ITEM_CLOSE, a->close_code, a->data, a->len);
+    break;
+  case WSE_ACT_ATTACH:
+    break; /* attachments matter to Durable Objects only */
+  }
+}
+
+void wsn_exec_actions(wsn_thread_t *t) {
+  if (t->in_exec) return; /* the running loop below picks new ones up */
+  wse_app_t *app = t->srv->app;
+  t->in_exec = 1;
+  size_t next_end = 0;
+  for (;;) {
+    const wse_action_t *acts = NULL;
+    size_t n = wse_app_actions(app, &acts);
+    for (size_t i = 0; i < n; i++) exec_one(t, &acts[i]);
+    wse_app_actions_clear(app);
+    if (next_end == t->n_ends) break;
+    /* Sessions whose close was triggered while executing: end them now
+     * (on_close may produce more actions, e.g. a "leave" broadcast). */
+    wsn_conn_end_deferred(t, t->ends[next_end++]);
+  }
+  t->n_ends = 0;
+  t->in_exec = 0;
+}
+
+/* ---- per-thread callbacks ----------------------------------------------------- */
+
+static void on_handle_closed(uv_handle_t *h) {
+  (void)h;
+}
+
+static void thread_close_handles(wsn_thread_t *t) {
+  if (t->handles_closed) return;
+  t->handles_closed = 1;
+  if (t->listening) {
+    uv_close((uv_handle_t *)&t->listener, on_handle_closed);
+    t->listening = 0;
+  }
+  uv_close((uv_handle_t *)&t->tick, on_handle_closed);
+  uv_close((uv_handle_t *)&t->async, on_handle_closed);
+  if (t->idx == 0) {
+    uv_close((uv_handle_t *)&t->srv->sigterm, on_handle_closed);
+    uv_close((uv_handle_t *)&t->srv->sigint, on_handle_closed);
+  }
+}
+
+/* Called when the thread's last connection is gone. */
+static void maybe_stopped(wsn_thread_t *t) {
+  if (t->stopping && t->n_conns == 0) thread_close_handles(t);
+}
+
+void wsn_thread_conn_gone(wsn_thread_t *t) {
+  maybe_stopped(t);
+}
+
+static void begin_stop(wsn_thread_t *t) {
+  if (t->stopping) return;
+  t->stopping = 1;
+  if (t->listening) {
+    uv_close((uv_handle_t *)&t->listener, on_handle_closed);
+    t->listening = 0;
+  }
+  for (uint32_t i = 0; i < t->cap; i++)
+    if (t->conns[i]) wsn_conn_shutdown(t, t->conns[i]);
+  wsn_finish(t);
+  maybe_stopped(t);
+}
+
+static void on_async(uv_async_t *a) {
+  wsn_thread_t *t = a->loop->data;
+  int sd = atomic_load(&t->srv->shutting_down);
+  if (sd) begin_stop(t);
+  if (sd == 2) /* second signal: do not wait for close frames */
+    for (uint32_t i = 0; i < t->cap; i++)
+      if (t->conns[i]) wsn_conn_abort(t, t->conns[i]);
+  if (atomic_load_explicit(&t->qpending, memory_order_acquire))
+    wsn_app_lock(t); /* drains, in lock order */
+  wsn_finish(t);
+}
+
+static void on_tick(uv_timer_t *tm) {
+  wsn_thread_t *t = tm->loop->data;
+  uint32_t now = wsn_now_s(t);
+  for (uint32_t i = 0; i < t->cap; i++)
+    if (t->conns[i]) wsn_conn_tick(t, t->conns[i], now);
+  wsn_finish(t);
+  maybe_stopped(t);
+}
+
+static void on_signal(uv_signal_t *s, int signum) {
+  wsn_server_t *srv = s->data;
+  int already = atomic_exchange(&srv->shutting_down, 1);
+  if (already) {
+    wsn_log(WSN_LOG_WARN, "second %s: closing every connection now",
+            signum == SIGINT ? "SIGINT" : "SIGTERM");
+    atomic_store(&srv->shutting_down, 2);
+  } else {
+    wsn_log(WSN_LOG_INFO, "%s: shutting down (closing clients with 1001)",
+            signum == SIGINT ? "SIGINT" : "SIGTERM");
+  }
+  for (int i = 0; i < srv->nthreads; i++) uv_async_send(&srv->threads[i].async);
+}
+
+static void thread_main(void *arg) {
+  wsn_thread_t *t = arg;
+  uv_run(&t->loop, UV_RUN_DEFAULT);
+}
+
+/* ---- listening sockets ---------------------------------------------------------- */
+
+static int make_listen_socket(const struct sockaddr *sa, socklen_t len) {
+  int fd = socket(sa->sa_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return -errno;
+  int one = 1;
+  if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0 ||
+      setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) < 0 ||
+      bind(fd, sa, len) < 0) {
+    int e = errno;
+    close(fd);
+    return -e;
+  }
+  return fd;
+}
+
+static int resolve(const char *host, int port, struct sockaddr_storage *ss,
+                   socklen_t *len) {
+  struct addrinfo hints, *res = NULL;
+  memset(&hints, 0, sizeof hints);
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_PASSIVE;
+  const char *h = host;
+  char buf[256];
+  size_t hl = strlen(host);
+  if (hl >= 2 && host[0] == '[' && host[hl - 1] == ']' && hl - 2 < sizeof buf) {
+    memcpy(buf, host + 1, hl - 2);
+    buf[hl - 2] = 0;
+    h = buf;
+  }
+  int rc = getaddrinfo(h, NULL, &hints, &res);
+  if (rc != 0 || !res) {
+    fprintf(stderr, "wsedge: cannot resolve listen address '%s': %s\n", host,
+            gai_strerror(rc));
+    return -1;
+  }
+  memcpy(ss, res->ai_addr, res->ai_addrlen);
+  *len = res->ai_addrlen;
+  freeaddrinfo(res);
+  if (ss->ss_family == AF_INET)
+    ((struct sockaddr_in *)ss)->sin_port = htons((uint16_t)port);
+  else
+    ((struct sockaddr_in6 *)ss)->sin6_port = htons((uint16_t)port);
+  return 0;
+}
+
+static void set_port(struct sockaddr_storage *ss, int port) {
+  if (ss->ss_family == AF_INET)
+    ((struct sockaddr_in *)ss)->sin_port = htons((uint16_t)port);
+  else
+    ((struct sockaddr_in6 *)ss)->sin6_port = htons((uint16_t)port);
+}
+
+static int get_port(int fd) {
+  struct sockaddr_storage ss;
+  socklen_t l = sizeof ss;
+  if (getsockname(fd, (struct sockaddr *)&ss, &l) < 0) return -1;
+  if (ss.ss_family == AF_INET)
+    return ntohs(((struct sockaddr_in *)&ss)->sin_port);
+  return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+}
+
+/* ---- server lifecycle -------------------------------------------------------------- */
+
+static int thread_init(wsn_server_t *srv, wsn_thread_t *t, int idx, int fd) {
+  t->srv = srv;
+  t->idx = idx;
+  int e = uv_loop_init(&t->loop);
+  if (e) return e;
+  t->loop.data = t;
+  t->rbuf = malloc(WSN_READ_BUF);
+  if (!t->rbuf) return UV_ENOMEM;
+  uv_mutex_init(&t->qlock);
+  atomic_init(&t->qpending, 0);
+  t->entropy_off = sizeof t->entropy; /* refill on first use */
+  if ((e = uv_tcp_init(&t->loop, &t->listener))) return e;
+  t->listener.data = t;
+  if ((e = uv_tcp_open(&t->listener, fd))) {
+    close(fd);
+    return e;
+  }
+  t->listening = 1;
+  if ((e = uv_listen((uv_stream_t *)&t->listener, 1024, wsn_on_connection)))
+    return e;
+  uv_timer_init(&t->loop, &t->tick);
+  uv_timer_start(&t->tick, on_tick, 1000, 1000);
+  uv_async_init(&t->loop, &t->async, on_async);
+  return 0;
+}
+
+static void thread_free(wsn_thread_t *t) {
+  /* everything is closed; run once more so close callbacks fire */
+  uv_run(&t->loop, UV_RUN_DEFAULT);
+  int e = uv_loop_close(&t->loop);
+  if (e) wsn_log(WSN_LOG_WARN, "thread %d: loop not closed: %s", t->idx,
+                 uv_strerror(e));
+  wsn_item_t *it = t->qhead;
+  while (it) {
+    wsn_item_t *n = it->next;
+    rbuf_unref(it->buf);
+    free(it);
+    it = n;
+  }
+  uv_mutex_destroy(&t->qlock);
+  wsn_obuf_cache_free(t);
+  for (int i = 0; i < WSN_MAX_THREADS; i++) free(t->stage[i]);
+  free(t->rbuf);
+  free(t->conns);
+  free(t->gens);
+  free(t->free_slots);
+  free(t->ends);
+}
+
+static void format_addr(const struct sockaddr_storage *ss, int port, char *out,
+                        size_t cap) {
+  char ip[INET6_ADDRSTRLEN] = "?";
+  if (ss->ss_family == AF_INET) {
+    inet_ntop(AF_INET, &((const struct sockaddr_in *)ss)->sin_addr, ip, sizeof ip);
+    snprintf(out, cap, "%s:%d", ip, port);
+  } else {
+    inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)ss)->sin6_addr, ip, sizeof ip);
+    snprintf(out, cap, "[%s]:%d", ip, port);
+  }
+}
+
+int wsn_serve(const wsn_opts_t *o) {
+  signal(SIGPIPE, SIG_IGN);
+  wsn_server_t *srv = calloc(1, sizeof *srv);
+  if (!srv) return 1;
+  srv->opts = *o;
+  wsn_opts_t *so = &srv->opts;
+  if (so->n_origins) {
+    so->cfg.allowed_origins = so->origins;
+    so->cfg.n_allowed_origins = so->n_origins;
+  }
+  wsn_log_level = so->log_level;
+  srv->alloc.alloc_fn = a_alloc;
+  srv->alloc.realloc_fn = a_realloc;
+  srv->alloc.free_fn = a_free;
+  srv->alloc.ud = NULL;
+  uv_mutex_init(&srv->app_lock);
+  int rc = wse_app_new(&srv->app, &srv->alloc, &so->cfg);
+  if (rc < 0) {
+    fprintf(stderr, "wsedge: cannot create the app: %s\n", wse_strerror(rc));
+    return 1;
+  }
+  rc = wse_example_register(srv->app);
+  if (rc < 0) {
+    fprintf(stderr, "wsedge: cannot register the example app: %s\n",
+            wse_strerror(rc));
+    wse_app_free(srv->app);
+    return 1;
+  }
+
+  struct sockaddr_storage ss;
+  socklen_t sl;
+  if (resolve(so->listen_host, so->port, &ss, &sl) < 0) return 1;
+  srv->nthreads = so->threads;
+  srv->threads = calloc((size_t)srv->nthreads, sizeof *srv->threads);
+  if (!srv->threads) return 1;
+  int fds[WSN_MAX_THREADS];
+  int port = so->port;
+  for (int i = 0; i < srv->nthreads; i++) {
+    if (i > 0) set_port(&ss, port);
+    fds[i] = make_listen_socket((struct sockaddr *)&ss, sl);
+    if (fds[i] < 0) {
+      char a[300];
+      format_addr(&ss, port, a, sizeof a);
+      fprintf(stderr, "wsedge: cannot listen on %s: %s\n", a, strerror(-fds[i]));
+      for (int k = 0; k < i; k++) close(fds[k]);
+      return 1;
+    }
+    if (i == 0) port = get_port(fds[0]);
+  }
+  srv->bound_port = port;
+  srv->start_ms = uv_hrtime() / 1000000 - 1000;
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  srv->start_wall_ms = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+  for (int i = 0; i < srv->nthreads; i++) {
+    int e = thread_init(srv, &srv->threads[i], i, fds[i]);
+    if (e) {
+      fprintf(stderr, "wsedge: cannot start thread %d: %s\n", i, uv_strerror(e));
+      return 1;
+    }
+  }
+  wsn_thread_t *t0 = &srv->threads[0];
+  uv_signal_init(&t0->loop, &srv->sigterm);
+  uv_signal_init(&t0->loop, &srv->sigint);
+  srv->sigterm.data = srv->sigint.data = srv;
+  uv_signal_start(&srv->sigterm, on_signal, SIGTERM);
+  uv_signal_start(&srv->sigint, on_signal, SIGINT);
+
+  char a[300];
+  format_addr(&ss, port, a, sizeof a);
+  fprintf(stderr, "wsedge listening on http://%s\n", a);
+  wsn_log(WSN_LOG_INFO, "%d thread%s, static %s, max frame %llu, max message %llu, "
+          "max write buffer %zu, idle %us, ping %us, session %us",
+          srv->nthreads, srv->nthreads == 1 ? "" : "s",
+          so->static_dir ? so->static_dir : "(embedded chat page)",
+          (unsigned long long)so->cfg.max_frame_size,
+          (unsigned long long)so->cfg.max_message_size,
+          so->cfg.max_write_buffer_size, so->cfg.idle_timeout_s,
+          so->cfg.ping_interval_s, so->cfg.session_timeout_s);
+
+  for (int i = 1; i < srv->nthreads; i++)
+    uv_thread_create(&srv->threads[i].tid, thread_main, &srv->threads[i]);
+  thread_main(t0);
+  for (int i = 1; i < srv->nthreads; i++) uv_thread_join(&srv->threads[i].tid);
+
+  for (int i = 0; i < srv->nthreads; i++) thread_free(&srv->threads[i]);
+  wsn_log(WSN_LOG_INFO, "stopped after %llu connections",
+          (unsigned long long)atomic_load(&srv->total_conns));
+  wse_app_free(srv->app);
+  uv_mutex_destroy(&srv->app_lock);
+  free((char *)srv->opts.static_dir);
+  free(srv->threads);
+  free(srv);
+  return 0;
+}
+
+uint64_t wsn_uptime_s(wsn_thread_t *t) {
+  return (uv_hrtime() / 1000000 - t->srv->start_ms - 1000) / 1000;
+}

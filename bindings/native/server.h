@@ -1,0 +1,234 @@
+/* server.h — the native host's internals: server, per-thread loops and
+ * connections. Names: wsn_* (wsedge native). One wse_app_t serves every
+ * thread behind one mutex; everything else (sockets, frame parsing, control
+ * frames, HTTP) runs per thread without it. */
+#ifndef WSN_SERVER_H
+#define WSN_SERVER_H
+
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <sys/socket.h>
+#include <uv.h>
+
+#include "wsedge.h"
+
+#define WSN_MAX_THREADS 64
+#define WSN_READ_BUF 65536
+#define WSN_MAX_ORIGINS 32
+
+/* ---- options (cli.c) --------------------------------------------------- */
+
+typedef struct wsn_opts {
+  char listen_host[256];       /* as given (numeric or a name) */
+  int port;                    /* 0: pick a free port */
+  int threads;
+  const char *static_dir;      /* NULL: the embedded chat page only */
+  int log_level;
+  uint64_t max_connections;    /* 0: unlimited */
+  wse_config_t cfg;            /* limits and timeouts for every route */
+  const char *origins[WSN_MAX_ORIGINS];
+  size_t n_origins;
+} wsn_opts_t;
+
+/* Parse argv (after "serve") and the environment. Returns 0, or 2 after
+ * printing the reason to stderr, or 1 when --help was printed (exit 0). */
+int wsn_cli_parse(int argc, char **argv, wsn_opts_t *o);
+void wsn_cli_usage(FILE *f);
+
+/* ---- output buffers ------------------------------------------------------ */
+
+/* Corked output of one connection. The same block becomes the write request
+ * when the kernel does not take everything at once. */
+typedef struct wsn_obuf {
+  uv_write_t req;
+  uint32_t off;       /* bytes already written (in-flight buffer) */
+  uint32_t len;
+  uint32_t cap;
+  uint8_t data[];
+} wsn_obuf_t;
+
+/* ---- connections --------------------------------------------------------- */
+
+enum wsn_conn_state {
+  WSN_ST_HTTP = 0,     /* reading the request head (and body) */
+  WSN_ST_LINGER,       /* response sent; write side shut; draining input */
+  WSN_ST_WS,           /* WebSocket open */
+  WSN_ST_WS_CLOSING,   /* our Close sent, waiting for the peer's */
+  WSN_ST_DEAD,         /* uv_close called */
+};
+
+enum {
+  WSN_F_SESSION = 1,    /* the app session is live (wse_app_close pending) */
+  WSN_F_DIRTY = 2,      /* on the thread's flush list */
+  WSN_F_FIN = 4,        /* close TCP once the output is flushed */
+  WSN_F_SHUT = 8,       /* shutdown(SHUT_WR) once flushed (linger) */
+  WSN_F_REJECT = 16,    /* over --max-connections: answer 503 */
+  WSN_F_WS_INIT = 32,   /* u.ws initialised */
+  WSN_F_COUNTED = 64,   /* counted in the server's connection total */
+};
+
+/* Compact: an idle WebSocket costs this struct plus the app's session. */
+typedef struct wsn_conn {
+  uv_tcp_t tcp;
+  uint32_t slot;
+  uint32_t sess;               /* app session handle when WSN_F_SESSION */
+  uint8_t state;
+  uint8_t flags;
+  uint16_t close_code;
+  uint32_t open_ms;            /* server clock at accept (ms, wraps) */
+  uint32_t last_rx_s;          /* server clock (s) of the last data/pong */
+  uint32_t last_ping_s;
+  uint32_t deadline_s;         /* handshake / close / linger deadline */
+  struct wsn_conn *next_dirty;
+  wsn_obuf_t *out;             /* accumulating (corked) */
+  wsn_obuf_t *wr;              /* in flight */
+  union {
+    struct {
+      char *buf;               /* partial head (+ body), lazily allocated */
+      uint32_t len, cap;
+      uint32_t scanned;        /* end-of-head search resumes here */
+    } http;
+    wse_ws_t ws;
+  } u;
+} wsn_conn_t;
+
+/* ---- cross-thread delivery ---------------------------------------------- */
+
+typedef struct wsn_rbuf {
+  atomic_uint refs;
+  uint32_t len;
+  uint8_t data[];
+} wsn_rbuf_t;
+
+typedef struct wsn_target {
+  uint32_t slot, gen;
+} wsn_target_t;
+
+enum { WSN_ITEM_SEND = 1, WSN_ITEM_CLOSE = 2 };
+
+typedef struct wsn_item {
+  struct wsn_item *next;
+  uint8_t kind;
+  uint16_t code;              /* CLOSE */
+  wsn_rbuf_t *buf;            /* SEND: frame bytes; CLOSE: reason */
+  uint32_t n;
+  wsn_target_t tg[];
+} wsn_item_t;
+
+/* ---- threads --------------------------------------------------------------- */
+
+struct wsn_server;
+
+typedef struct wsn_thread {
+  struct wsn_server *srv;
+  int idx;
+  uv_loop_t loop;
+  uv_tcp_t listener;
+  uv_timer_t tick;
+  uv_async_t async;
+  uv_thread_t tid;
+  int listening;
+  int stopping;                /* shutdown started on this thread */
+  int handles_closed;
+  uint8_t *rbuf;               /* WSN_READ_BUF shared by every read */
+
+  /* connection slots (only this thread touches them) */
+  wsn_conn_t **conns;
+  uint32_t *gens;
+  uint32_t *free_slots;
+  uint32_t n_free, cap;
+  uint32_t n_conns;
+
+  wsn_conn_t *dirty;           /* connections with output to flush */
+  int locked;                  /* holds srv->app_lock */
+  int in_exec;                 /* executing app actions */
+  uint64_t wake_mask;          /* threads to uv_async_send after unlock */
+  uint64_t wall_ms;            /* wall clock for the app, per callback */
+
+  /* sessions whose wse_app_close was deferred while executing actions */
+  wsn_conn_t **ends;
+  size_t n_ends, cap_ends;
+
+  /* staging of cross-thread targets while executing one action */
+  wsn_target_t *stage[WSN_MAX_THREADS];
+  uint32_t stage_n[WSN_MAX_THREADS], stage_cap[WSN_MAX_THREADS];
+
+  /* incoming items from other threads (MPSC: producers hold app_lock) */
+  uv_mutex_t qlock;
+  wsn_item_t *qhead, *qtail;
+  atomic_int qpending;
+
+  /* free standard-size output buffers */
+  wsn_obuf_t **cache;
+  size_t n_cache;
+
+  uint8_t entropy[1024];
+  size_t entropy_off;
+} wsn_thread_t;
+
+typedef struct wsn_server {
+  wsn_opts_t opts;
+  wse_app_t *app;
+  uv_mutex_t app_lock;
+  wse_allocator_t alloc;
+  int nthreads;
+  wsn_thread_t *threads;
+  uint64_t start_ms;           /* uv_hrtime base, ms */
+  uint64_t start_wall_ms;
+  atomic_uint_fast64_t n_conns; /* open TCP connections, all threads */
+  atomic_uint_fast64_t n_ws;    /* open WebSockets */
+  atomic_uint_fast64_t total_conns;
+  atomic_int shutting_down;
+  uint32_t max_handle;          /* 1 + the largest session handle (app_lock) */
+  uv_signal_t sigterm, sigint;
+  struct sockaddr_storage addr;
+  int bound_port;
+} wsn_server_t;
+
+/* server.c */
+int wsn_serve(const wsn_opts_t *o);
+void wsn_app_lock(wsn_thread_t *t);
+void wsn_app_unlock(wsn_thread_t *t);
+void wsn_exec_actions(wsn_thread_t *t);
+void wsn_entropy(wsn_thread_t *t, uint8_t out[16]);
+uint32_t wsn_now_s(wsn_thread_t *t);
+uint32_t wsn_now_ms32(wsn_thread_t *t);
+void *wsn_host_encode(wsn_thread_t *t, wsn_conn_t *c);
+void wsn_finish(wsn_thread_t *t);
+void wsn_thread_conn_gone(wsn_thread_t *t);
+uint64_t wsn_uptime_s(wsn_thread_t *t);
+
+/* conn.c */
+void wsn_on_connection(uv_stream_t *server, int status);
+void wsn_conn_tick(wsn_thread_t *t, wsn_conn_t *c, uint32_t now_s);
+void wsn_conn_shutdown(wsn_thread_t *t, wsn_conn_t *c);
+void wsn_conn_abort(wsn_thread_t *t, wsn_conn_t *c);
+int wsn_conn_append(wsn_thread_t *t, wsn_conn_t *c, const uint8_t *p,
+                    size_t n);
+void wsn_conn_deliver(wsn_thread_t *t, wsn_conn_t *c, const uint8_t *p,
+                      size_t n);
+void wsn_conn_close_ws(wsn_thread_t *t, wsn_conn_t *c, unsigned code,
+                       const char *reason, size_t n);
+void wsn_conn_end_session(wsn_thread_t *t, wsn_conn_t *c);
+void wsn_conn_end_deferred(wsn_thread_t *t, wsn_conn_t *c);
+void wsn_conn_linger(wsn_thread_t *t, wsn_conn_t *c);
+void wsn_flush_dirty(wsn_thread_t *t);
+void wsn_obuf_cache_free(wsn_thread_t *t);
+
+/* routes.c: host routes. Returns 1 when the request was answered. */
+int wsn_host_route(wsn_thread_t *t, wsn_conn_t *c, const wse_request_t *req);
+void wsn_respond(wsn_thread_t *t, wsn_conn_t *c, int status,
+                 const char *extra_headers, const char *ctype,
+                 const void *body, size_t n, int head_only);
+void wsn_respond_app(wsn_thread_t *t, wsn_conn_t *c, const wse_response_t *r,
+                     int head_only);
+void wsn_respond_json_error(wsn_thread_t *t, wsn_conn_t *c, int status,
+                            const char *msg, const char *extra_headers);
+
+/* build/gen/chat_page.c */
+extern const unsigned char wsn_chat_page[];
+extern const size_t wsn_chat_page_len;
+
+#endif
