@@ -136,6 +136,10 @@ FUZZ_FLAGS := -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -O1 
 $(B)/fuzz/%: tests/fuzz/%.c $(CORE_SRC) $(EXAMPLE_SRC) $(HDRS)
 	@mkdir -p $(B)/fuzz
 	clang $(WARN) $(INC) $(FUZZ_FLAGS) -Itests/c -o $@ $< $(CORE_SRC) $(EXAMPLE_SRC)
+# fuzz_http also links the native host's HTTP head parser
+$(B)/fuzz/fuzz_http: tests/fuzz/fuzz_http.c bindings/native/http.c $(CORE_SRC) $(EXAMPLE_SRC) $(HDRS)
+	@mkdir -p $(B)/fuzz
+	clang $(WARN) $(INC) $(FUZZ_FLAGS) -Itests/c -o $@ $< bindings/native/http.c $(CORE_SRC) $(EXAMPLE_SRC)
 
 fuzz: $(FUZZ_BIN)
 
