@@ -661,7 +661,7 @@ static void on_message(conn_t *c, unsigned op, uint8_t *p, size_t n) {
     }
     return;
   }
-  t->st.e_proto++; /* connect: no data expected */
+  t->st.text_ignored++; /* connect: notices a route may send (chat join) */
 }
 
 static void bsend_topup(thr_t *t) {
@@ -1245,7 +1245,7 @@ int main(int argc, char **argv) {
   printf(",\"value\":%.3f,\"unit\":\"%s\"", value, unit);
   printf(",\"url\":\"ws://%s:%d%s\",\"raw\":%d,\"threads\":%d,\"conns\":%d", O.host, O.port, O.path, O.raw, O.threads, O.conns);
   if (O.scen == SC_ECHO) printf(",\"inflight\":%d,\"size\":%d,\"text\":%d,\"msgs\":%llu", O.inflight, O.size, O.text, (unsigned long long)S.msgs);
-  if (O.scen == SC_CONNECT) printf(",\"concurrency\":%d,\"cycles\":%llu", O.concurrency, (unsigned long long)S.cycles);
+  if (O.scen == SC_CONNECT) printf(",\"concurrency\":%d,\"cycles\":%llu,\"msgs_ignored\":%llu", O.concurrency, (unsigned long long)S.cycles, (unsigned long long)S.text_ignored);
   if (O.scen == SC_BROADCAST)
     printf(",\"senders\":%d,\"window\":%d,\"size\":%d,\"deliveries\":%llu,\"messages\":%llu,\"messages_per_s\":%.1f,\"text_ignored\":%llu",
            O.senders, O.window, O.size, (unsigned long long)S.deliveries, (unsigned long long)S.completed,
