@@ -194,7 +194,7 @@ $(B)/bench/bench_core: bench/bench_core.c $(CORE_SRC) $(HDRS)
 	@mkdir -p $(B)/bench
 	$(CC) $(WARN) $(INC) -O3 -march=native -o $@ bench/bench_core.c $(CORE_SRC)
 
-bench: deps native
+bench: deps native wasm
 	bench/run
 
 .PHONY: clean
