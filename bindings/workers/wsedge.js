@@ -525,6 +525,8 @@ export class WebSocketContext {
     if (h < 0) return app.response();
     const headers = app.upgradeHeaders();
     const [client, server] = Object.values(new WebSocketPair());
+    // binary as ArrayBuffer on every compatibility date (newer dates default to Blob)
+    try { server.binaryType = 'arraybuffer'; } catch { /* older runtimes: always ArrayBuffer */ }
     server.accept();
     const host = this.host;
     host.bind(h, server);

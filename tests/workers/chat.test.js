@@ -86,6 +86,14 @@ describe('chat events', () => {
     await expectTimed(g, 'message', h.id, 'h', 'after');
   });
 
+  it('a member closing without a code gets 1000 back; the others see the leave', async () => {
+    const r = room('nocode');
+    const [a, b] = await joinAll(r, ['a', 'b']);
+    b.ws.close();
+    expect((await b.closeEvent()).code).toBe(1000);
+    expect(await a.next()).toBe(leaveEv(b.id, 'b', 1));
+  });
+
   it('an invalid message gets an error to the sender only', async () => {
     const r = room('err');
     const [a, b] = await joinAll(r, ['a', 'b']);

@@ -5,6 +5,7 @@ import { SELF, env } from 'cloudflare:test';
 import { describe, it, expect } from 'vitest';
 import wasmModule from '../../build/wsedge.wasm';
 import worker from '../../worker/index.js';
+import { WebSocketContext } from '../../bindings/workers/wsedge.js';
 import { BASE, upgrade, upgradeHeaders, connect, json } from './helpers.js';
 
 describe('wasm module', () => {
@@ -106,6 +107,33 @@ describe('upgrade rejections (core decisions, exact status and body)', () => {
   });
 });
 
+describe('WebSocketContext.fromRequest', () => {
+  it('accepts a valid upgrade without creating a session', () => {
+    const ctx = WebSocketContext.fromRequest(new Request(BASE + '/chat/x?name=a', { headers: upgradeHeaders() }));
+    expect(ctx.ok).toBe(true);
+    expect(ctx.response).toBeNull();
+  });
+
+  it('onFailedUpgrade sees the core decision and may replace the response', async () => {
+    let seen;
+    const ctx = WebSocketContext.fromRequest(
+      new Request(BASE + '/ws', { headers: upgradeHeaders({ 'Sec-WebSocket-Version': '8' }) }),
+      { onFailedUpgrade: (f) => { seen = f; return new Response('custom', { status: f.status, headers: { 'x-hook': '1' } }); } },
+    );
+    expect(ctx.ok).toBe(false);
+    expect(seen.status).toBe(426);
+    expect(seen.error).toBe('unsupported Sec-WebSocket-Version (expected 13)');
+    expect(seen.headers).toEqual([['Sec-WebSocket-Version', '13']]);
+    expect(ctx.response.status).toBe(426);
+    expect(ctx.response.headers.get('x-hook')).toBe('1');
+    expect(await ctx.response.text()).toBe('custom');
+    // observing only (no Response returned) keeps the core's answer
+    const kept = WebSocketContext.fromRequest(new Request(BASE + '/nope'), { onFailedUpgrade: () => {} });
+    expect(kept.response.status).toBe(404);
+    expect(await json(kept.response)).toEqual({ error: 'not found' });
+  });
+});
+
 describe('GET /', () => {
   it('serves the chat page', async () => {
     const res = await SELF.fetch(BASE + '/');
@@ -136,6 +164,12 @@ describe('/ws echo', () => {
     expect(await c.next()).toBe('');
     c.ws.close(1000, 'bye');
     expect(await c.closeEvent()).toEqual({ code: 1000, reason: 'bye' });
+  });
+
+  it('answers a close without a code with 1000', async () => {
+    const c = await connect('/ws');
+    c.ws.close();
+    expect((await c.closeEvent()).code).toBe(1000);
   });
 
   it('echoes a client close code back (4001)', async () => {
