@@ -88,6 +88,32 @@ static void check_case(const char *name, const void *s, size_t n, long expect_ba
       fprintf(stderr, "%s: split at %zu gives %ld, expected %ld\n", name, cut, code, expect_bad);
     }
   }
+  /* embedded at many offsets in long valid text (ASCII, then mixed) so the
+   * block-at-a-time paths see it at every block position */
+  static const char filler_mixed[] = "a\xc3\xa9\xce\xb1\xe4\xb8\xad\xf0\x9f\x98\x80";
+  uint8_t big[600];
+  for (int mode = 0; mode < 2; mode++) {
+    for (size_t pre = 0; pre < 200; pre++) {
+      size_t o = 0;
+      if (mode == 0) { memset(big, 'x', pre); o = pre; }
+      else while (o + sizeof filler_mixed - 1 <= pre) { memcpy(big + o, filler_mixed, sizeof filler_mixed - 1); o += sizeof filler_mixed - 1; }
+      memcpy(big + o, p, n);
+      size_t total = o + n;
+      /* valid ASCII tail (only when the case itself ends complete) */
+      if (expect_bad != -2) { memset(big + total, 'y', 300); total += 300; }
+      guard_t gb = guard_copy(big, total);
+      uint32_t st2 = 0;
+      size_t at = 0;
+      int rr = wse_utf8_feed(&st2, gb.data, total, &at);
+      long want = expect_bad >= 0 ? (long)(o + (size_t)expect_bad) : -1;
+      long got = rr < 0 ? (long)at : -1;
+      if (got != want || (want < 0 && (st2 == WSE_UTF8_ACCEPT) != (expect_bad == -1))) {
+        mismatches++;
+        fprintf(stderr, "%s: embedded at %zu (mode %d) gives %ld, expected %ld\n", name, o, mode, got, want);
+      }
+      guard_free(&gb);
+    }
+  }
   uint32_t st;
   long r = feed_bytes(p, n, &st);
   long code = r >= 0 ? r : st == WSE_UTF8_ACCEPT ? -1 : -2;
@@ -294,6 +320,48 @@ static void test_exhaustive(void) {
       if (n == 0) break;
     }
     if (got != ref || (ref < 0 && (st == 0) != complete)) bad++;
+  }
+  CHECK_EQ(bad, 0);
+  /* long strings of valid characters with rare corruption */
+  static const char *chars[] = {"a", "Z", " ", "\xc3\xa9", "\xce\xb1", "\xe4\xb8\xad", "\xed\x9f\xbf",
+                                "\xee\x80\x80", "\xef\xbf\xbd", "\xf0\x9f\x98\x80", "\xf4\x8f\xbf\xbf",
+                                "\xe0\xa0\x80", "\xf0\x90\x80\x80", "\xc2\x80"};
+  bad = 0;
+  for (int iter = 0; iter < 3000; iter++) {
+    uint8_t buf[2048];
+    size_t n = 0;
+    rnd = rnd * 1103515245u + 12345u;
+    size_t target = 64 + (rnd >> 16) % 1900;
+    while (n + 4 < target) {
+      rnd = rnd * 1103515245u + 12345u;
+      const char *c = chars[(rnd >> 16) % (sizeof chars / sizeof chars[0])];
+      memcpy(buf + n, c, strlen(c));
+      n += strlen(c);
+    }
+    rnd = rnd * 1103515245u + 12345u;
+    int corruptions = (rnd >> 16) % 3;
+    for (int k = 0; k < corruptions; k++) {
+      rnd = rnd * 1103515245u + 12345u;
+      size_t at = (rnd >> 8) % n;
+      rnd = rnd * 1103515245u + 12345u;
+      buf[at] = pool[(rnd >> 16) % sizeof pool];
+    }
+    int complete;
+    long ref = ref_first_bad(buf, n, &complete);
+    guard_t g = guard_copy(buf, n);
+    uint32_t st = 0;
+    size_t at = 0;
+    int r = wse_utf8_feed(&st, g.data, n, &at);
+    long got = r < 0 ? (long)at : -1;
+    if (got != ref || (ref < 0 && (st == 0) != complete)) bad++;
+    /* and in two pieces */
+    size_t cut = (rnd >> 4) % (n + 1);
+    st = 0;
+    got = -1;
+    if (wse_utf8_feed(&st, g.data, cut, &at) < 0) got = (long)at;
+    else if (wse_utf8_feed(&st, g.data + cut, n - cut, &at) < 0) got = (long)(cut + at);
+    if (got != ref || (ref < 0 && (st == 0) != complete)) bad++;
+    guard_free(&g);
   }
   CHECK_EQ(bad, 0);
 }
