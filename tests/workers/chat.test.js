@@ -135,6 +135,22 @@ describe('chat events', () => {
     await expectTimed(b, 'message', c.id, 'c', 'marker');
   });
 
+  it('DurableSessions.sendTo reaches one member from anywhere in the object', async () => {
+    const r = room('sendto');
+    const [a, b] = await joinAll(r, ['a', 'b']);
+    const results = await runInDurableObject(stub(r), (obj) => [
+      obj.sessions.sendTo(b.id, 'only for b'),
+      obj.sessions.sendTo(b.id, new Uint8Array([7, 8, 9])),
+      obj.sessions.sendTo('AAAAAAAAAAAAAAAAAAAAAA', 'nobody'),
+    ]);
+    expect(results).toEqual([0, 0, -9]); // WSE_OK, WSE_OK, WSE_ENOTFOUND
+    expect(await b.next()).toBe('only for b');
+    expect(new Uint8Array(await b.next())).toEqual(new Uint8Array([7, 8, 9]));
+    a.send('marker');
+    await expectTimed(a, 'message', a.id, 'a', 'marker');
+    await expectTimed(b, 'message', a.id, 'a', 'marker');
+  });
+
   it('POST /chat/:room/messages pushes into the room; to one session with "to"', async () => {
     const r = room('push');
     const [a, b] = await joinAll(r, ['a', 'b']);
