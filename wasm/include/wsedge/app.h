@@ -50,6 +50,7 @@ typedef struct wse_session {
   uint8_t *user;            /* user-data blob (allocated by the app) */
   uint16_t user_len;
   uint8_t restored;         /* 1: rebuilt from an attachment */
+  uint8_t wse__flags;       /* internal: open (sits in padding) */
   void *host;               /* the host's pointer for this session */
   /* internal: hash chain and room list links (handles, -1 = none) */
   int32_t wse__hnext, wse__rnext, wse__rprev;
@@ -134,8 +135,13 @@ int wse_reject(wse_ctx_t *c, int status, const char *message);
 /* HTTP handlers: the response (body is JSON). */
 int wse_respond(wse_ctx_t *c, int status, const char *json, size_t n);
 
+/* Scratch memory (8-byte aligned) valid until the actions are cleared: for
+ * building a message without malloc. NULL when out of memory. */
+void *wse_ctx_alloc(wse_ctx_t *c, size_t n);
+
 /* Query string helper: percent-decodes the value of `key` from the target's
- * query into out. Returns its length, or -1 when absent/too long/bad %. */
+ * query into out ('+' is a space). Returns its length, -1 when absent, -2
+ * when longer than cap or with a bad % escape. */
 long wse_query_param(wse_str_t target, const char *key, char *out,
                      size_t cap);
 
@@ -163,6 +169,7 @@ typedef struct wse_action {
 
 /* ---- host side ------------------------------------------------------- */
 
+/* Points into the app: valid until its next upgrade/http call. */
 typedef struct wse_response {
   int status;                  /* 101, or an HTTP status */
   const char *headers;         /* "Name: value\r\n"... (no status line) */
@@ -177,8 +184,11 @@ long wse_response_write(const wse_response_t *r, char *buf, size_t cap);
 
 int wse_app_new(wse_app_t **out, const wse_allocator_t *a,
                 const wse_config_t *defaults);
+/* The app's default config (a copy of `defaults`), e.g. to derive a route's. */
+const wse_config_t *wse_app_config(const wse_app_t *app);
 void wse_app_free(wse_app_t *app);
-/* Routes are copied; patterns must outlive the app. */
+/* Routes are copied, and so is a route's config (its strings and lists
+ * must outlive the app, like patterns). Returns the route's index. */
 int wse_app_route(wse_app_t *app, const wse_route_t *r);
 int wse_app_http_route(wse_app_t *app, const wse_http_route_t *r);
 
@@ -219,10 +229,12 @@ long wse_app_restore(wse_app_t *app, const uint8_t *const *att,
                      const size_t *lens, size_t n, int32_t *handles,
                      uint64_t now_ms);
 
-/* Actions queued by the last call(s); valid until wse_app_actions_clear. */
+/* Actions queued by the last call(s); their bytes stay put (even across
+ * further calls) until wse_app_actions_clear, which recycles the memory. */
 size_t wse_app_actions(wse_app_t *app, const wse_action_t **out);
 void wse_app_actions_clear(wse_app_t *app);
 
+/* Session pointers stay valid until the next session is created. */
 wse_session_t *wse_app_session(wse_app_t *app, uint32_t h);
 wse_session_t *wse_app_find(wse_app_t *app, const wse_sid_t *id);
 /* Iterate a room's members: start with h = -1; returns -1 at the end. */

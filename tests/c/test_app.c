@@ -1,0 +1,1021 @@
+/* test_app.c — the application layer through a recording host: routing and
+ * params, upgrade accept/reject paths, every handler and context operation,
+ * rooms, broadcast with exclusions, send-to-session, close, ATTACH
+ * coalescing, HTTP routes (404/405/400/500), restore from attachments with
+ * corrupt and duplicate entries, arena reuse, allocation failures, and the
+ * HTTP response writer. */
+#define _DEFAULT_SOURCE /* MAP_ANONYMOUS under -D_POSIX_C_SOURCE */
+#include "apphost.h"
+
+/* ---- a probe route driven by text commands ----------------------------- */
+
+static int last_rc, opens, closes, errors, last_err;
+static unsigned close_code;
+static char close_reason[64], close_name[64];
+static int close_saw_session, close_found_by_id;
+static int upgrade_send_rc;
+static wse_params_t up_params;
+static char up_param_buf[4][32];
+
+static int starts(const uint8_t *p, size_t n, const char *pre, const char **rest,
+                  size_t *rn) {
+  size_t k = strlen(pre);
+  if (n < k || memcmp(p, pre, k) != 0) return 0;
+  *rest = (const char *)p + k;
+  *rn = n - k;
+  return 1;
+}
+
+static int probe_upgrade(wse_ctx_t *c, const wse_request_t *req,
+                         const wse_params_t *prm) {
+  char v[64];
+  long n = wse_query_param(req->target, "deny", v, sizeof v);
+  up_params = *prm;
+  for (size_t i = 0; i < prm->n; i++) { /* keep copies: the request goes away */
+    snprintf(up_param_buf[i], sizeof up_param_buf[i], "%.*s", (int)prm->value[i].n,
+             prm->value[i].p);
+  }
+  upgrade_send_rc = wse_send(c, WSE_OP_TEXT, "x", 1);
+  if (n == 1 && v[0] == '1') return wse_reject(c, 401, "nope \"x\"");
+  if (n == 1 && v[0] == '2') return 1;
+  if (n == 1 && v[0] == '3') return wse_reject(c, 200, "not an error status");
+  if ((n = wse_query_param(req->target, "name", v, sizeof v)) >= 0)
+    wse_set_name(c, v, (size_t)n);
+  if (prm->n) wse_join(c, prm->value[0].p, prm->value[0].n);
+  wse_set_user(c, "U", 1);
+  return 0;
+}
+
+static void probe_open(wse_ctx_t *c) {
+  opens++;
+  CHECK(wse_ctx_session(c) != NULL);
+}
+
+static void probe_message(wse_ctx_t *c, unsigned op, const uint8_t *p, size_t n) {
+  const char *r;
+  size_t rn;
+  wse_session_t *s = wse_ctx_session(c);
+  char tmp[64];
+  if (op == WSE_OP_BINARY) last_rc = wse_send(c, op, p, n);
+  else if (starts(p, n, "echo:", &r, &rn)) last_rc = wse_send(c, WSE_OP_TEXT, r, rn);
+  else if (starts(p, n, "join:", &r, &rn)) last_rc = wse_join(c, r, rn);
+  else if (starts(p, n, "leave", &r, &rn)) last_rc = wse_leave(c);
+  else if (starts(p, n, "name:", &r, &rn)) last_rc = wse_set_name(c, r, rn);
+  else if (starts(p, n, "user:", &r, &rn)) last_rc = wse_set_user(c, r, rn);
+  else if (starts(p, n, "bcast:", &r, &rn))
+    last_rc = wse_broadcast(c, r, rn, WSE_OP_TEXT, "B", 1, NULL, 0);
+  else if (starts(p, n, "bcastx:", &r, &rn))
+    last_rc = wse_broadcast(c, r, rn, WSE_OP_BINARY, "\x00\x01", 2, &s->id, 1);
+  else if (starts(p, n, "to:", &r, &rn)) {
+    wse_sid_t id;
+    last_rc = wse_sid_parse(r, WSE_SID_LEN, &id);
+    if (!last_rc) last_rc = wse_send_to(c, &id, WSE_OP_TEXT, r + 23, rn - 23);
+  } else if (starts(p, n, "close:", &r, &rn)) {
+    unsigned code = (unsigned)atoi(r);
+    const char *colon = memchr(r, ':', rn);
+    last_rc = wse_close(c, code, colon ? colon + 1 : NULL,
+                        colon ? rn - (size_t)(colon + 1 - r) : 0);
+  } else if (starts(p, n, "kill:", &r, &rn)) {
+    wse_sid_t id;
+    last_rc = wse_sid_parse(r, rn, &id);
+    if (!last_rc) last_rc = wse_close_session(c, &id, 4001, "kicked", 6);
+  } else if (starts(p, n, "count:", &r, &rn)) {
+    int k = snprintf(tmp, sizeof tmp, "%zu", wse_room_count(c, r, rn));
+    last_rc = wse_send(c, WSE_OP_TEXT, tmp, (size_t)k);
+  } else if (starts(p, n, "multi", &r, &rn)) {
+    last_rc = wse_set_name(c, "m1", 2) | wse_set_name(c, "m2", 2) |
+              wse_set_user(c, "abc", 3) | wse_join(c, "mroom", 5);
+  } else if (starts(p, n, "time", &r, &rn)) {
+    int k = snprintf(tmp, sizeof tmp, "%llu", (unsigned long long)wse_ctx_now(c));
+    last_rc = wse_send(c, WSE_OP_TEXT, tmp, (size_t)k);
+  } else if (starts(p, n, "respond", &r, &rn)) {
+    last_rc = wse_respond(c, 200, "{}", 2) == WSE_EINVAL &&
+              wse_reject(c, 400, "x") == WSE_EINVAL;
+  } else if (starts(p, n, "bad", &r, &rn)) {
+    last_rc = (wse_send(c, WSE_OP_PING, "", 0) == WSE_EINVAL) +
+              (wse_send(c, WSE_OP_TEXT, NULL, 3) == WSE_EINVAL) +
+              (wse_join(c, "", 0) == WSE_EINVAL) +
+              (wse_join(c, "\xff", 1) == WSE_EINVAL) +
+              (wse_set_name(c, "\xc0\x80", 2) == WSE_EINVAL) +
+              (wse_set_user(c, "x", WSE_USERDATA_MAX + 1) == WSE_EINVAL) +
+              (wse_close(c, 1006, NULL, 0) == WSE_EINVAL) +
+              (wse_close(c, 999, NULL, 0) == WSE_EINVAL) +
+              (wse_close(c, 1000, "\xff", 1) == WSE_EINVAL) +
+              (wse_broadcast(c, "a", 1, 7, "x", 1, NULL, 0) == WSE_EINVAL);
+  }
+}
+
+static void probe_close(wse_ctx_t *c, unsigned code, const uint8_t *reason, size_t n) {
+  wse_session_t *s = wse_ctx_session(c);
+  closes++;
+  close_code = code;
+  snprintf(close_reason, sizeof close_reason, "%.*s", (int)n, (const char *)reason);
+  close_saw_session = s != NULL;
+  if (s) {
+    snprintf(close_name, sizeof close_name, "%.*s", s->name_len, s->name);
+    close_found_by_id = wse_app_find(wse_ctx_app(c), &s->id) == s;
+    /* still a member: its room sees it until the core removes it */
+    wse_broadcast(c, s->room, s->room_len, WSE_OP_TEXT, "bye", 3, &s->id, 1);
+  }
+}
+
+static void probe_error(wse_ctx_t *c, int err) {
+  errors++;
+  last_err = err;
+  wse_set_name(c, "errored", 7);
+}
+
+static void http_item(wse_ctx_t *c, const wse_request_t *req, const wse_params_t *prm,
+                      const uint8_t *body, size_t n) {
+  char b[128];
+  (void)req;
+  CHECK(wse_ctx_session(c) == NULL);
+  CHECK(wse_send(c, WSE_OP_TEXT, "x", 1) == WSE_EINVAL);
+  CHECK(wse_join(c, "r", 1) == WSE_EINVAL);
+  CHECK(wse_reject(c, 400, "x") == WSE_EINVAL);
+  CHECK(strcmp(wse_ctx_user(c), "item-user") == 0);
+  int k = snprintf(b, sizeof b, "{\"id\":\"%.*s\",\"body\":%zu}", (int)prm->value[0].n,
+                   prm->value[0].p, n);
+  (void)body;
+  wse_respond(c, 200, b, (size_t)k);
+}
+
+static void http_delete(wse_ctx_t *c, const wse_request_t *req, const wse_params_t *prm,
+                        const uint8_t *body, size_t n) {
+  (void)req, (void)prm, (void)body, (void)n;
+  wse_respond(c, 204, NULL, 0);
+}
+
+static void http_silent(wse_ctx_t *c, const wse_request_t *req, const wse_params_t *prm,
+                        const uint8_t *body, size_t n) {
+  (void)c, (void)req, (void)prm, (void)body, (void)n;
+}
+
+static void http_push(wse_ctx_t *c, const wse_request_t *req, const wse_params_t *prm,
+                      const uint8_t *body, size_t n) {
+  (void)req;
+  int k = wse_broadcast(c, prm->value[0].p, prm->value[0].n, WSE_OP_TEXT, body, n, NULL, 0);
+  char b[32];
+  wse_respond(c, 202, b, (size_t)snprintf(b, sizeof b, "{\"n\":%d}", k));
+}
+
+static const char *const protos[] = {"p.v2", "p.v1"};
+
+static wse_app_t *probe_app(const wse_allocator_t *al) {
+  wse_app_t *app = NULL;
+  wse_config_t cfg;
+  wse_config_default(&cfg);
+  cfg.deflate = 0; /* the default route: no extension header */
+  if (wse_app_new(&app, al, &cfg) != WSE_OK) return NULL;
+  wse_route_t r = {0};
+  r.pattern = "/ws";
+  r.on_upgrade = probe_upgrade;
+  r.on_open = probe_open;
+  r.on_message = probe_message;
+  r.on_close = probe_close;
+  r.on_error = probe_error;
+  r.user = "ws-user";
+  if (wse_app_route(app, &r) != 0) goto fail;
+  wse_config_t pc = *wse_app_config(app);
+  pc.subprotocols = protos;
+  pc.n_subprotocols = 2;
+  pc.deflate = 1;
+  r.pattern = "/p/:room";
+  r.config = &pc; /* copied: the stack variable may go */
+  if (wse_app_route(app, &r) != 1) goto fail;
+  memset(&pc, 0, sizeof pc);
+  r.pattern = "/r/:a/x/:b";
+  r.config = NULL;
+  if (wse_app_route(app, &r) != 2) goto fail;
+  wse_http_route_t h = {"GET", "/items/:id", http_item, "item-user"};
+  if (wse_app_http_route(app, &h) < 0) goto fail;
+  h.method = "DELETE";
+  h.handler = http_delete;
+  if (wse_app_http_route(app, &h) < 0) goto fail;
+  wse_http_route_t s = {"POST", "/silent", http_silent, NULL};
+  if (wse_app_http_route(app, &s) < 0) goto fail;
+  wse_http_route_t p = {"POST", "/push/:room", http_push, NULL};
+  if (wse_app_http_route(app, &p) < 0) goto fail;
+  return app;
+fail:
+  wse_app_free(app);
+  return NULL;
+}
+
+/* ---- tests ---------------------------------------------------------------- */
+
+static void test_routes(void) {
+  wse_app_t *app = probe_app(&t_allocator);
+  const wse_config_t *cfg = NULL;
+  CHECK(app != NULL);
+  CHECK_EQ(wse_app_match(app, S("/ws"), &cfg), 1);
+  CHECK(cfg == wse_app_config(app));
+  CHECK_EQ(wse_app_match(app, S("/ws?x=1&y=/z"), NULL), 1);
+  CHECK_EQ(wse_app_match(app, S("/ws#frag"), NULL), 1);
+  CHECK_EQ(wse_app_match(app, S("/ws/"), NULL), 0);
+  CHECK_EQ(wse_app_match(app, S("/wss"), NULL), 0);
+  CHECK_EQ(wse_app_match(app, S("/w"), NULL), 0);
+  CHECK_EQ(wse_app_match(app, S(""), NULL), 0);
+  CHECK_EQ(wse_app_match(app, S("ws"), NULL), 0);
+  CHECK_EQ(wse_app_match(app, S("/p/lobby"), &cfg), 1);
+  CHECK(cfg != wse_app_config(app) && cfg->n_subprotocols == 2 && cfg->subprotocols == protos);
+  CHECK_EQ(wse_app_match(app, S("/p/"), NULL), 0);
+  CHECK_EQ(wse_app_match(app, S("/p"), NULL), 0);
+  CHECK_EQ(wse_app_match(app, S("/p/a/b"), NULL), 0);
+  CHECK_EQ(wse_app_match(app, S("/p//"), NULL), 0);
+  CHECK_EQ(wse_app_match(app, S("/r/1/x/22?q=3"), NULL), 1);
+  CHECK_EQ(wse_app_match(app, S("/r/1/y/22"), NULL), 0);
+  CHECK_EQ(wse_app_match(app, S("/r/1/x/"), NULL), 0);
+  CHECK_EQ(wse_app_match(app, S("/items/1"), NULL), 0); /* HTTP routes are not WS */
+
+  /* params reach on_upgrade */
+  CHECK(ws_connect(app, "/r/one/x/two-2?q=3", 1, 10) >= 0);
+  CHECK_EQ(up_params.n, 2);
+  CHECK_STR(up_params.name[0].p, up_params.name[0].n, "a");
+  CHECK_STR(up_params.name[1].p, up_params.name[1].n, "b");
+  CHECK(strcmp(up_param_buf[0], "one") == 0);
+  CHECK(strcmp(up_param_buf[1], "two-2") == 0);
+  CHECK_EQ(upgrade_send_rc, WSE_ENOTFOUND); /* not open yet */
+
+  /* bad route arguments */
+  wse_route_t r = {0};
+  CHECK_EQ(wse_app_route(app, &r), WSE_EINVAL);
+  r.pattern = "nope";
+  CHECK_EQ(wse_app_route(app, &r), WSE_EINVAL);
+  wse_http_route_t h = {"GET", "/x", NULL, NULL};
+  CHECK_EQ(wse_app_http_route(app, &h), WSE_EINVAL);
+  drain(app);
+  wse_app_free(app);
+}
+
+static void test_upgrade(void) {
+  wse_app_t *app = probe_app(&t_allocator);
+  wse_response_t resp;
+  wse_upgrade_t u;
+  req_t q;
+  uint8_t ent[16];
+  wse_app_stats_t st;
+  seed_id(9, ent);
+
+  /* unknown path: 404 before anything else */
+  req_ws(&q, "/nowhere");
+  CHECK_EQ(wse_app_upgrade(app, &q.r, ent, 1, &u, &resp), WSE_ENOTFOUND);
+  CHECK_EQ(resp.status, 404);
+  CHECK_EQ(u.status, 404);
+  CHECK_EQ(resp.headers_len, 0);
+  CHECK_STR(resp.body, resp.body_len, "{\"error\":\"not found\"}");
+
+  /* the core's validation with its status, extra header and JSON */
+  req_ws(&q, "/ws");
+  q.h[4].value = S("12");
+  CHECK_EQ(wse_app_upgrade(app, &q.r, ent, 1, &u, &resp), WSE_EPROTO);
+  CHECK_EQ(resp.status, 426);
+  CHECK_STR(resp.headers, resp.headers_len, "Sec-WebSocket-Version: 13\r\n");
+  CHECK_STR(resp.body, resp.body_len,
+            "{\"error\":\"unsupported Sec-WebSocket-Version (expected 13)\"}");
+  req_ws(&q, "/ws");
+  q.r.method = S("POST");
+  CHECK_EQ(wse_app_upgrade(app, &q.r, ent, 1, NULL, &resp), WSE_EPROTO);
+  CHECK_EQ(resp.status, 405);
+  CHECK_STR(resp.headers, resp.headers_len, "Allow: GET\r\n");
+  CHECK_STR(resp.body, resp.body_len, "{\"error\":\"method not allowed (expected GET)\"}");
+  req_ws(&q, "/ws");
+  q.r.n_headers = 4; /* no version */
+  q.h[3].value = S("short");
+  CHECK_EQ(wse_app_upgrade(app, &q.r, ent, 1, NULL, &resp), WSE_EPROTO);
+  CHECK_EQ(resp.status, 400);
+  CHECK_EQ(resp.headers_len, 0);
+  CHECK_STR(resp.body, resp.body_len, "{\"error\":\"missing Sec-WebSocket-Version header\"}");
+  wse_app_stats(app, &st);
+  CHECK_EQ(st.sessions, 0);
+
+  /* accepted: exact 101 headers, session with the entropy as id */
+  req_ws(&q, "/ws?name=al%22ice");
+  int32_t h = wse_app_upgrade(app, &q.r, ent, 1234, &u, &resp);
+  CHECK(h >= 0);
+  CHECK_EQ(resp.status, 101);
+  CHECK_EQ(u.status, 101);
+  CHECK_EQ(u.subprotocol, -1);
+  CHECK_STR(resp.headers, resp.headers_len,
+            "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+            "Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n");
+  CHECK_EQ(resp.body_len, 0);
+  wse_session_t *s = wse_app_session(app, (uint32_t)h);
+  CHECK(s != NULL && memcmp(s->id.b, ent, 16) == 0);
+  CHECK(s->joined_at_ms == 1234 && s->last_seen_ms == 1234);
+  CHECK_EQ(s->route, 0);
+  CHECK_EQ(s->restored, 0);
+  CHECK_STR(s->name, s->name_len, "al\"ice");
+  CHECK(wse_app_find(app, &s->id) == s);
+  CHECK_EQ(drain(app), 0); /* nothing until open */
+  /* the same entropy again: a collision is refused, no second session */
+  CHECK_EQ(wse_app_upgrade(app, &q.r, ent, 1, NULL, &resp), WSE_EEXIST);
+  CHECK_EQ(resp.status, 500);
+  CHECK_STR(resp.body, resp.body_len, "{\"error\":\"internal error\"}");
+  wse_app_stats(app, &st);
+  CHECK_EQ(st.sessions, 1);
+  /* closing a session that never opened: no on_close */
+  int before = closes;
+  CHECK_EQ(wse_app_close(app, (uint32_t)h, 1006, NULL, 0, 5), WSE_OK);
+  CHECK_EQ(closes, before);
+  CHECK(wse_app_session(app, (uint32_t)h) == NULL);
+  CHECK_EQ(wse_app_open(app, (uint32_t)h, 5), WSE_ENOTFOUND);
+
+  /* subprotocol in the server's order of preference; deflate negotiated */
+  req_ws(&q, "/p/lobby");
+  req_hdr(&q, "Sec-WebSocket-Protocol", "p.v1, p.v2");
+  req_hdr(&q, "Sec-WebSocket-Extensions", "permessage-deflate; client_max_window_bits");
+  seed_id(10, ent);
+  h = wse_app_upgrade(app, &q.r, ent, 1, &u, &resp);
+  CHECK(h >= 0);
+  CHECK_EQ(u.subprotocol, 0);
+  CHECK_EQ(u.deflate_accepted, 1);
+  CHECK_STR(resp.headers, resp.headers_len,
+            "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+            "Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n"
+            "Sec-WebSocket-Protocol: p.v2\r\n"
+            "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits=15\r\n");
+  CHECK_EQ(wse_app_close(app, (uint32_t)h, 1006, NULL, 0, 5), WSE_OK);
+  /* deflate off in the /ws config: offer ignored */
+  req_ws(&q, "/ws");
+  req_hdr(&q, "Sec-WebSocket-Extensions", "permessage-deflate");
+  h = wse_app_upgrade(app, &q.r, ent, 1, &u, &resp);
+  CHECK(h >= 0 && u.deflate_accepted == 0);
+  CHECK_STR(resp.headers, resp.headers_len,
+            "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+            "Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n");
+  wse_app_close(app, (uint32_t)h, 1006, NULL, 0, 5);
+
+  /* on_upgrade rejections: status + JSON, and no session left behind */
+  req_ws(&q, "/p/lobby?deny=1");
+  CHECK_EQ(wse_app_upgrade(app, &q.r, ent, 1, &u, &resp), WSE_EPOLICY);
+  CHECK_EQ(resp.status, 401);
+  CHECK_EQ(u.status, 401);
+  CHECK_EQ(resp.headers_len, 0);
+  CHECK_STR(resp.body, resp.body_len, "{\"error\":\"nope \\\"x\\\"\"}");
+  req_ws(&q, "/ws?deny=2");
+  CHECK_EQ(wse_app_upgrade(app, &q.r, ent, 1, NULL, &resp), WSE_EPOLICY);
+  CHECK_EQ(resp.status, 403);
+  CHECK_STR(resp.body, resp.body_len, "{\"error\":\"forbidden\"}");
+  req_ws(&q, "/ws?deny=3");
+  CHECK_EQ(wse_app_upgrade(app, &q.r, ent, 1, NULL, &resp), WSE_EPOLICY);
+  CHECK_EQ(resp.status, 403);
+  wse_app_stats(app, &st);
+  CHECK_EQ(st.sessions, 0);
+  CHECK_EQ(st.rooms, 0);
+  CHECK(wse_app_find(app, (const wse_sid_t *)ent) == NULL);
+  CHECK_EQ(drain(app), 0);
+  wse_app_free(app);
+}
+
+static wse_session_t *decode_attach(const rec_t *r, wse_session_t *d, uint8_t *ub) {
+  memset(d, 0, sizeof *d);
+  return wse_attachment_decode(r->data, r->len, d, ub) == WSE_OK ? d : NULL;
+}
+
+static void test_handlers(void) {
+  wse_app_t *app = probe_app(&t_allocator);
+  wse_session_t d;
+  uint8_t ub[WSE_USERDATA_MAX];
+  sidstr_t a = sid_str(1);
+  int o = opens;
+  int32_t h = ws_connect(app, "/p/lobby?name=ann", 1, 100);
+  CHECK(h >= 0);
+  CHECK_EQ(opens, o + 1);
+  /* open: one ATTACH with the session as on_upgrade left it */
+  CHECK_EQ(drain(app), 1);
+  CHECK_EQ(recs[0].type, WSE_ACT_ATTACH);
+  CHECK_EQ(recs[0].target, (uint32_t)h);
+  CHECK(decode_attach(&recs[0], &d, ub) != NULL);
+  CHECK_STR(d.name, d.name_len, "ann");
+  CHECK_STR(d.room, d.room_len, "lobby");
+  CHECK_MEM(d.user, d.user_len, "U", 1);
+  CHECK(d.joined_at_ms == 100);
+  CHECK_EQ(d.route, 1);
+  CHECK_EQ(wse_app_open(app, (uint32_t)h, 5), WSE_EINVAL); /* twice */
+
+  /* echo and binary: one SEND each, no ATTACH */
+  CHECK_EQ(ws_text(app, h, "echo:hi", 200), WSE_OK);
+  CHECK_EQ(drain(app), 1);
+  CHECK_EQ(recs[0].type, WSE_ACT_SEND);
+  CHECK_EQ(recs[0].target, (uint32_t)h);
+  CHECK_EQ(recs[0].op, WSE_OP_TEXT);
+  CHECK_MEM(recs[0].frame, recs[0].frame_len, "\x81\x02hi", 4);
+  CHECK_STR(recs[0].data, recs[0].len, "hi");
+  CHECK(wse_app_session(app, (uint32_t)h)->last_seen_ms == 200);
+  uint8_t bin[300];
+  for (int i = 0; i < 300; i++) bin[i] = (uint8_t)i;
+  CHECK_EQ(wse_app_message(app, (uint32_t)h, WSE_OP_BINARY, bin, 300, 201), WSE_OK);
+  CHECK_EQ(drain(app), 1);
+  CHECK_EQ(recs[0].op, WSE_OP_BINARY);
+  CHECK_MEM(recs[0].frame, 4, "\x82\x7e\x01\x2c", 4);
+  CHECK_MEM(recs[0].data, recs[0].len, bin, 300);
+  CHECK_EQ(wse_app_message(app, (uint32_t)h, WSE_OP_BINARY, NULL, 0, 202), WSE_OK);
+  CHECK_EQ(drain(app), 1);
+  CHECK_MEM(recs[0].frame, recs[0].frame_len, "\x82\x00", 2);
+  CHECK_EQ(ws_text(app, h, "time", 777), WSE_OK);
+  CHECK_EQ(drain(app), 1);
+  CHECK_STR(recs[0].data, recs[0].len, "777");
+  CHECK_EQ(ws_text(app, h, "respond", 1), WSE_OK);
+  CHECK_EQ(last_rc, 1);
+  CHECK_EQ(ws_text(app, h, "bad", 1), WSE_OK);
+  CHECK_EQ(last_rc, 10);
+  CHECK_EQ(drain(app), 0); /* the refused operations queued nothing */
+  CHECK_EQ(wse_app_message(app, (uint32_t)h, WSE_OP_PING, NULL, 0, 1), WSE_EINVAL);
+  CHECK_EQ(wse_app_message(app, 999, WSE_OP_TEXT, NULL, 0, 1), WSE_ENOTFOUND);
+
+  /* changes coalesce into one ATTACH at the end of the call */
+  CHECK_EQ(ws_text(app, h, "multi", 300), WSE_OK);
+  CHECK_EQ(last_rc, 0);
+  CHECK_EQ(drain(app), 1);
+  CHECK_EQ(recs[0].type, WSE_ACT_ATTACH);
+  CHECK(decode_attach(&recs[0], &d, ub) != NULL);
+  CHECK_STR(d.name, d.name_len, "m2");
+  CHECK_STR(d.room, d.room_len, "mroom");
+  CHECK_MEM(d.user, d.user_len, "abc", 3);
+  CHECK(d.last_seen_ms == 300);
+  CHECK(memcmp(d.id.b, sid_of(1).b, 16) == 0);
+  /* the same room again, the same size of user data: still one ATTACH */
+  CHECK_EQ(ws_text(app, h, "join:mroom", 301), WSE_OK);
+  CHECK_EQ(drain(app), 0);
+  CHECK_EQ(ws_text(app, h, "user:xyz", 302), WSE_OK);
+  CHECK_EQ(drain(app), 1);
+  CHECK(decode_attach(&recs[0], &d, ub) != NULL);
+  CHECK_MEM(d.user, d.user_len, "xyz", 3);
+  CHECK_EQ(ws_text(app, h, "user:", 303), WSE_OK);
+  CHECK_EQ(drain(app), 1);
+  CHECK(wse_app_session(app, (uint32_t)h)->user == NULL);
+  CHECK_EQ(ws_text(app, h, "leave", 304), WSE_OK);
+  CHECK_EQ(drain(app), 1);
+  CHECK_EQ(wse_app_session(app, (uint32_t)h)->room_len, 0);
+  CHECK_EQ(ws_text(app, h, "leave", 305), WSE_OK); /* not in a room: no change */
+  CHECK_EQ(drain(app), 0);
+
+  /* on_error: hook runs, its change is attached */
+  CHECK_EQ(wse_app_error(app, (uint32_t)h, WSE_EUTF8, 400), WSE_OK);
+  CHECK_EQ(last_err, WSE_EUTF8);
+  CHECK_EQ(drain(app), 1);
+  CHECK_EQ(recs[0].type, WSE_ACT_ATTACH);
+
+  /* on_close sees the session (findable, still a member), then it is gone */
+  CHECK_EQ(ws_text(app, h, "join:lobby", 500), WSE_OK);
+  int32_t h2 = ws_connect(app, "/p/lobby?name=bob", 2, 501);
+  drain(app);
+  CHECK_EQ(wse_app_close(app, (uint32_t)h, 4005, (const uint8_t *)"gone", 4, 600), WSE_OK);
+  CHECK_EQ(close_code, 4005);
+  CHECK(strcmp(close_reason, "gone") == 0);
+  CHECK(close_saw_session && close_found_by_id);
+  CHECK(strcmp(close_name, "errored") == 0);
+  CHECK_EQ(drain(app), 1); /* the "bye" to bob; no ATTACH for a closed session */
+  CHECK_EQ(recs[0].type, WSE_ACT_BROADCAST);
+  CHECK_EQ(recs[0].n_rcpt, 1);
+  CHECK_EQ(recs[0].rcpt[0], (uint32_t)h2);
+  CHECK(wse_app_session(app, (uint32_t)h) == NULL);
+  wse_sid_t ida = sid_of(1);
+  CHECK(wse_app_find(app, &ida) == NULL);
+  CHECK_EQ(wse_app_close(app, (uint32_t)h, 1000, NULL, 0, 1), WSE_ENOTFOUND);
+  CHECK_EQ(wse_app_error(app, (uint32_t)h, 0, 1), WSE_ENOTFOUND);
+  wse_app_stats_t st;
+  wse_app_stats(app, &st);
+  CHECK_EQ(st.sessions, 1);
+  CHECK_EQ(st.rooms, 1);
+  (void)a;
+  wse_app_free(app);
+}
+
+static void test_rooms(void) {
+  wse_app_t *app = probe_app(&t_allocator);
+  int32_t a = ws_connect(app, "/p/red", 1, 1), b = ws_connect(app, "/p/red", 2, 1),
+          c = ws_connect(app, "/p/red", 3, 1), d = ws_connect(app, "/p/blue", 4, 1),
+          e = ws_connect(app, "/ws", 5, 1); /* in no room */
+  wse_app_stats_t st;
+  CHECK(a >= 0 && b >= 0 && c >= 0 && d >= 0 && e >= 0);
+  drain(app);
+  wse_app_stats(app, &st);
+  CHECK_EQ(st.sessions, 5);
+  CHECK_EQ(st.rooms, 2);
+  /* iteration in join order */
+  int32_t it = wse_app_room_next(app, "red", 3, -1);
+  CHECK_EQ(it, a);
+  CHECK_EQ(it = wse_app_room_next(app, "red", 3, it), b);
+  CHECK_EQ(it = wse_app_room_next(app, "red", 3, it), c);
+  CHECK_EQ(wse_app_room_next(app, "red", 3, it), -1);
+  CHECK_EQ(wse_app_room_next(app, "green", 5, -1), -1);
+  CHECK_EQ(wse_app_room_next(app, "re", 2, -1), -1);
+
+  /* broadcast framed once, to every member of that room only */
+  CHECK_EQ(ws_text(app, b, "bcast:red", 2), WSE_OK);
+  CHECK_EQ(last_rc, 3);
+  CHECK_EQ(drain(app), 1);
+  CHECK_EQ(recs[0].type, WSE_ACT_BROADCAST);
+  CHECK_EQ(recs[0].n_rcpt, 3);
+  CHECK(recs[0].rcpt[0] == (uint32_t)a && recs[0].rcpt[1] == (uint32_t)b &&
+        recs[0].rcpt[2] == (uint32_t)c);
+  CHECK_MEM(recs[0].frame, recs[0].frame_len, "\x81\x01" "B", 3);
+  /* from outside the room, and into an empty one */
+  CHECK_EQ(ws_text(app, e, "bcast:blue", 2), WSE_OK);
+  CHECK_EQ(last_rc, 1);
+  CHECK_EQ(drain(app), 1);
+  CHECK_EQ(recs[0].rcpt[0], (uint32_t)d);
+  CHECK_EQ(ws_text(app, e, "bcast:green", 2), WSE_OK);
+  CHECK_EQ(last_rc, 0);
+  CHECK_EQ(drain(app), 0);
+  /* with the sender excluded */
+  CHECK_EQ(ws_text(app, b, "bcastx:red", 2), WSE_OK);
+  CHECK_EQ(last_rc, 2);
+  CHECK_EQ(drain(app), 1);
+  CHECK_EQ(recs[0].op, WSE_OP_BINARY);
+  CHECK_EQ(recs[0].n_rcpt, 2);
+  CHECK(recs[0].rcpt[0] == (uint32_t)a && recs[0].rcpt[1] == (uint32_t)c);
+  CHECK_MEM(recs[0].data, recs[0].len, "\x00\x01", 2);
+  /* the only member excluded: nothing queued */
+  CHECK_EQ(ws_text(app, d, "bcastx:blue", 2), WSE_OK);
+  CHECK_EQ(last_rc, 0);
+  CHECK_EQ(drain(app), 0);
+  CHECK_EQ(wse_app_open(app, (uint32_t)a, 0), WSE_EINVAL);
+  {
+    /* through the HTTP push route: a context without a session */
+    wse_response_t resp;
+    CHECK_EQ(http(app, "POST", "/push/red", "hello", &resp), 202);
+    CHECK_STR(resp.body, resp.body_len, "{\"n\":3}");
+    CHECK_EQ(drain(app), 1);
+    CHECK_EQ(recs[0].n_rcpt, 3);
+    CHECK_STR(recs[0].data, recs[0].len, "hello");
+  }
+
+  /* counts, moving between rooms, empty rooms disappear */
+  CHECK_EQ(ws_text(app, e, "count:red", 3), WSE_OK);
+  CHECK_EQ(drain(app), 1);
+  CHECK_STR(recs[0].data, recs[0].len, "3");
+  CHECK_EQ(ws_text(app, d, "join:red", 3), WSE_OK);
+  drain(app);
+  wse_app_stats(app, &st);
+  CHECK_EQ(st.rooms, 1);
+  CHECK_EQ(ws_text(app, e, "count:red", 3), WSE_OK);
+  CHECK_EQ(drain(app), 1);
+  CHECK_STR(recs[0].data, recs[0].len, "4");
+  CHECK_EQ(ws_text(app, e, "count:blue", 3), WSE_OK);
+  CHECK_EQ(drain(app), 1);
+  CHECK_STR(recs[0].data, recs[0].len, "0");
+  /* remove from the middle, the head and the tail */
+  CHECK_EQ(ws_text(app, b, "leave", 3), WSE_OK);
+  CHECK_EQ(ws_text(app, a, "join:blue", 3), WSE_OK);
+  CHECK_EQ(wse_app_close(app, (uint32_t)d, 1000, NULL, 0, 4), WSE_OK);
+  drain(app);
+  CHECK_EQ(wse_app_room_next(app, "red", 3, -1), c);
+  CHECK_EQ(wse_app_room_next(app, "red", 3, c), -1);
+  CHECK_EQ(wse_app_room_next(app, "blue", 4, -1), a);
+  CHECK_EQ(ws_text(app, e, "bcast:red", 5), WSE_OK);
+  CHECK_EQ(drain(app), 1);
+  CHECK_EQ(recs[0].n_rcpt, 1);
+  CHECK_EQ(recs[0].rcpt[0], (uint32_t)c);
+  wse_app_stats(app, &st);
+  CHECK_EQ(st.rooms, 2);
+  CHECK_EQ(st.sessions, 4);
+  wse_app_free(app);
+}
+
+static void test_send_close(void) {
+  wse_app_t *app = probe_app(&t_allocator);
+  int32_t a = ws_connect(app, "/p/x", 1, 1), b = ws_connect(app, "/p/y", 2, 1);
+  char cmd[128];
+  sidstr_t bs = sid_str(2);
+  drain(app);
+  /* send_to by id, across rooms */
+  snprintf(cmd, sizeof cmd, "to:%s:psst", bs.s);
+  CHECK_EQ(ws_text(app, a, cmd, 2), WSE_OK);
+  CHECK_EQ(last_rc, WSE_OK);
+  CHECK_EQ(drain(app), 1);
+  CHECK_EQ(recs[0].type, WSE_ACT_SEND);
+  CHECK_EQ(recs[0].target, (uint32_t)b);
+  CHECK_STR(recs[0].data, recs[0].len, "psst");
+  sidstr_t zs = sid_str(77);
+  snprintf(cmd, sizeof cmd, "to:%s:psst", zs.s);
+  CHECK_EQ(ws_text(app, a, cmd, 2), WSE_OK);
+  CHECK_EQ(last_rc, WSE_ENOTFOUND);
+  CHECK_EQ(drain(app), 0);
+  /* from outside any handler (timers, other threads) */
+  wse_sid_t id = sid_of(1), none = sid_of(77);
+  CHECK_EQ(wse_app_send_to(app, &id, WSE_OP_BINARY, "\xff", 1), WSE_OK);
+  CHECK_EQ(wse_app_send_to(app, &none, WSE_OP_BINARY, "\xff", 1), WSE_ENOTFOUND);
+  CHECK_EQ(wse_app_send_to(app, NULL, WSE_OP_BINARY, "\xff", 1), WSE_ENOTFOUND);
+  CHECK_EQ(wse_app_send_to(app, &id, WSE_OP_CLOSE, "", 0), WSE_EINVAL);
+  CHECK_EQ(drain(app), 1);
+  CHECK_EQ(recs[0].target, (uint32_t)a);
+  CHECK_MEM(recs[0].frame, recs[0].frame_len, "\x82\x01\xff", 3);
+
+  /* close with code + reason: the exact Close frame */
+  CHECK_EQ(ws_text(app, a, "close:1000:bye", 3), WSE_OK);
+  CHECK_EQ(last_rc, WSE_OK);
+  CHECK_EQ(drain(app), 1);
+  CHECK_EQ(recs[0].type, WSE_ACT_CLOSE);
+  CHECK_EQ(recs[0].target, (uint32_t)a);
+  CHECK_EQ(recs[0].code, 1000);
+  CHECK_MEM(recs[0].frame, recs[0].frame_len, "\x88\x05\x03\xe8" "bye", 7);
+  CHECK_STR(recs[0].data, recs[0].len, "bye");
+  CHECK_EQ(ws_text(app, a, "close:4999", 3), WSE_OK);
+  CHECK_EQ(drain(app), 1);
+  CHECK_MEM(recs[0].frame, recs[0].frame_len, "\x88\x02\x13\x87", 4);
+  CHECK_EQ(recs[0].len, 0);
+  CHECK_EQ(ws_text(app, a, "close:1005", 3), WSE_OK); /* no status: empty Close */
+  CHECK_EQ(drain(app), 1);
+  CHECK_MEM(recs[0].frame, recs[0].frame_len, "\x88\x00", 2);
+  CHECK_EQ(recs[0].code, 1005);
+  /* long reasons are cut to 123 bytes on a character boundary */
+  char longr[200] = "close:3000:";
+  for (int i = 0; i < 62; i++) strcat(longr, "\xc3\xa9"); /* 124 bytes */
+  CHECK_EQ(ws_text(app, a, longr, 3), WSE_OK);
+  CHECK_EQ(drain(app), 1);
+  CHECK_EQ(recs[0].len, 122);
+  CHECK_EQ(recs[0].frame_len, 2 + 2 + 122);
+  /* close another session by id */
+  snprintf(cmd, sizeof cmd, "kill:%s", bs.s);
+  CHECK_EQ(ws_text(app, a, cmd, 3), WSE_OK);
+  CHECK_EQ(last_rc, WSE_OK);
+  CHECK_EQ(drain(app), 1);
+  CHECK_EQ(recs[0].target, (uint32_t)b);
+  CHECK_EQ(recs[0].code, 4001);
+  CHECK_MEM(recs[0].frame, recs[0].frame_len, "\x88\x08\x0f\xa1kicked", 10);
+  snprintf(cmd, sizeof cmd, "kill:%s", zs.s);
+  CHECK_EQ(ws_text(app, a, cmd, 3), WSE_OK);
+  CHECK_EQ(last_rc, WSE_ENOTFOUND);
+  CHECK(frames_ok);
+  drain(app);
+  wse_app_free(app);
+}
+
+static void test_http(void) {
+  wse_app_t *app = probe_app(&t_allocator);
+  wse_response_t r;
+  req_t q;
+  CHECK_EQ(http(app, "GET", "/items/42?x=1", "", &r), 200);
+  CHECK_EQ(r.status, 200);
+  CHECK_EQ(r.headers_len, 0);
+  CHECK_STR(r.body, r.body_len, "{\"id\":\"42\",\"body\":0}");
+  CHECK_EQ(http(app, "GET", "/items/7", "abc", &r), 200);
+  CHECK_STR(r.body, r.body_len, "{\"id\":\"7\",\"body\":3}");
+  CHECK_EQ(http(app, "DELETE", "/items/7", NULL, &r), 204);
+  CHECK_EQ(r.body_len, 0);
+  /* wrong method on a known path: 405 with every allowed method */
+  CHECK_EQ(http(app, "PUT", "/items/7", NULL, &r), 405);
+  CHECK_STR(r.headers, r.headers_len, "Allow: GET, DELETE\r\n");
+  CHECK_STR(r.body, r.body_len, "{\"error\":\"method not allowed\"}");
+  CHECK_EQ(http(app, "get", "/items/7", NULL, &r), 405); /* methods are case-sensitive */
+  CHECK_EQ(http(app, "GET", "/silent", NULL, &r), 405);
+  CHECK_STR(r.headers, r.headers_len, "Allow: POST\r\n");
+  /* a handler that never responds */
+  CHECK_EQ(http(app, "POST", "/silent", NULL, &r), 500);
+  CHECK_STR(r.body, r.body_len, "{\"error\":\"no response\"}");
+  /* a WebSocket route without an upgrade */
+  CHECK_EQ(http(app, "GET", "/ws", NULL, &r), 400);
+  CHECK_EQ(r.headers_len, 0);
+  CHECK_STR(r.body, r.body_len, "{\"error\":\"This endpoint requires a WebSocket upgrade\"}");
+  CHECK_EQ(http(app, "POST", "/p/room?x", "body", &r), 400);
+  CHECK_STR(r.body, r.body_len, "{\"error\":\"This endpoint requires a WebSocket upgrade\"}");
+  /* ... with a broken upgrade: the core's answer */
+  req_ws(&q, "/ws");
+  q.h[4].value = S("8");
+  CHECK_EQ(wse_app_http(app, &q.r, NULL, 0, 1, &r), 426);
+  CHECK_STR(r.headers, r.headers_len, "Sec-WebSocket-Version: 13\r\n");
+  req_ws(&q, "/ws");
+  CHECK_EQ(wse_app_http(app, &q.r, NULL, 0, 1, &r), 500);
+  /* nothing there */
+  CHECK_EQ(http(app, "GET", "/", NULL, &r), 404);
+  CHECK_STR(r.body, r.body_len, "{\"error\":\"not found\"}");
+  CHECK_EQ(http(app, "GET", "/items", NULL, &r), 404);
+  CHECK_EQ(http(app, "GET", "/items/1/2", NULL, &r), 404);
+  CHECK_EQ(drain(app), 0);
+  wse_app_free(app);
+}
+
+/* Attachments of live sessions, as a Durable Object would have stored them. */
+static void test_restore(void) {
+  wse_app_t *app = probe_app(&t_allocator);
+  static uint8_t big[WSE_USERDATA_MAX];
+  uint8_t *att[8];
+  size_t lens[8];
+  int32_t hs[8];
+  for (int i = 0; i < (int)sizeof big; i++) big[i] = (uint8_t)(i * 13);
+  ws_connect(app, "/p/red?name=a", 1, 10);
+  ws_connect(app, "/p/red?name=b", 2, 11);
+  ws_connect(app, "/p/blue?name=c", 3, 12);
+  int32_t h4 = ws_connect(app, "/ws?name=d", 4, 13);
+  {
+    /* the largest session: max room and name, full user data */
+    wse_session_t *s = wse_app_session(app, (uint32_t)h4);
+    memset(s->room, 'r', WSE_ROOM_MAX);
+    s->room_len = WSE_ROOM_MAX;
+    memset(s->name, 'n', WSE_NAME_MAX);
+    s->name_len = WSE_NAME_MAX;
+    free(s->user); /* t_allocator: malloc/free */
+    s->user = malloc(WSE_USERDATA_MAX);
+    memcpy(s->user, big, WSE_USERDATA_MAX);
+    s->user_len = WSE_USERDATA_MAX;
+  }
+  drain(app);
+  size_t n = 0;
+  for (int32_t h = 0; h < 4; h++) {
+    wse_session_t *s = wse_app_session(app, (uint32_t)h);
+    att[n] = malloc(WSE_ATTACHMENT_MAX);
+    long k = wse_attachment_encode(s, att[n], WSE_ATTACHMENT_MAX);
+    CHECK(k > 0);
+    lens[n++] = (size_t)k;
+  }
+  CHECK_EQ(lens[3], 43 + WSE_ROOM_MAX + WSE_NAME_MAX + WSE_USERDATA_MAX + 4);
+  /* a corrupt one (bit flip in the name), a duplicate, a foreign one, a bad route */
+  att[4] = malloc(lens[1]);
+  memcpy(att[4], att[1], lens[1]);
+  lens[4] = lens[1];
+  att[1][45] ^= 0x20;
+  att[5] = malloc(lens[0]);
+  memcpy(att[5], att[0], lens[0]); /* duplicate of entry 0 */
+  lens[5] = lens[0];
+  att[6] = malloc(16);
+  memcpy(att[6], "{\"legacy\":true}", 15);
+  lens[6] = 15;
+  {
+    wse_session_t s = *wse_app_session(app, 2);
+    s.route = 9;
+    s.id.b[0] ^= 1;
+    att[7] = malloc(WSE_ATTACHMENT_MAX);
+    lens[7] = (size_t)wse_attachment_encode(&s, att[7], WSE_ATTACHMENT_MAX);
+  }
+  wse_app_free(app);
+
+  /* a fresh app (the object woke up): one pass rebuilds everything */
+  app = probe_app(&t_allocator);
+  long r = wse_app_restore(app, (const uint8_t *const *)att, lens, 8, hs, 999);
+  CHECK_EQ(r, 4);
+  CHECK(hs[0] >= 0 && hs[2] >= 0 && hs[3] >= 0 && hs[4] >= 0);
+  CHECK_EQ(hs[1], WSE_ATT_ECHECKSUM);
+  CHECK_EQ(hs[5], WSE_EEXIST);
+  CHECK_EQ(hs[6], WSE_ATT_EMAGIC);
+  CHECK_EQ(hs[7], WSE_ATT_EFIELD);
+  wse_app_stats_t st;
+  wse_app_stats(app, &st);
+  CHECK_EQ(st.sessions, 4);
+  CHECK_EQ(st.rooms, 3);
+  CHECK_EQ(st.restored, 4);
+  CHECK_EQ(st.restores, 1);
+  wse_session_t *s = wse_app_session(app, (uint32_t)hs[4]);
+  CHECK(s && s->restored == 1);
+  CHECK_STR(s->name, s->name_len, "b");
+  CHECK_STR(s->room, s->room_len, "red");
+  CHECK_MEM(s->user, s->user_len, "U", 1);
+  CHECK(s->joined_at_ms == 11);
+  wse_sid_t id2 = sid_of(2);
+  CHECK(wse_app_find(app, &id2) == s);
+  s = wse_app_session(app, (uint32_t)hs[3]);
+  CHECK(s && s->room_len == WSE_ROOM_MAX && s->name_len == WSE_NAME_MAX);
+  CHECK_MEM(s->user, s->user_len, big, WSE_USERDATA_MAX);
+  CHECK_EQ(s->route, 0);
+  /* rooms rebuilt: members in restore order, and they work at once */
+  CHECK_EQ(wse_app_room_next(app, "red", 3, -1), hs[0]);
+  CHECK_EQ(wse_app_room_next(app, "red", 3, hs[0]), hs[4]);
+  CHECK_EQ(wse_app_room_next(app, "red", 3, hs[4]), -1);
+  CHECK_EQ(ws_text(app, hs[2], "bcast:red", 1000), WSE_OK);
+  CHECK_EQ(last_rc, 2);
+  CHECK_EQ(drain(app), 1); /* no ATTACH: nothing changed */
+  CHECK_EQ(recs[0].n_rcpt, 2);
+  /* a second wake of a live map: all duplicates, counted as a wake */
+  r = wse_app_restore(app, (const uint8_t *const *)att, lens, 1, hs, 1001);
+  CHECK_EQ(r, 0);
+  CHECK_EQ(hs[0], WSE_EEXIST);
+  wse_app_stats(app, &st);
+  CHECK_EQ(st.restores, 2);
+  CHECK_EQ(st.restored, 4);
+  /* restored sessions close like any other */
+  int before = closes;
+  CHECK_EQ(wse_app_close(app, (uint32_t)hs[4], 1001, NULL, 0, 1002), WSE_OK);
+  CHECK_EQ(closes, before + 1);
+  for (int i = 0; i < 8; i++) free(att[i]);
+  drain(app);
+  wse_app_free(app);
+}
+
+/* Steady state allocates nothing: the arena and the action array are kept. */
+static void test_arena_reuse(void) {
+  counting_t cnt = {0};
+  wse_allocator_t al = {c_alloc, c_realloc, c_free, &cnt};
+  wse_app_t *app = probe_app(&al);
+  int32_t h[4];
+  for (int i = 0; i < 4; i++) h[i] = ws_connect(app, "/p/room", (uint8_t)(i + 1), 1);
+  drain(app);
+  for (int round = 0; round < 3; round++) { /* warm up */
+    ws_text(app, h[0], "bcast:room", 2);
+    ws_text(app, h[1], "echo:0123456789", 2);
+    ws_text(app, h[2], "multi", 2);
+    ws_text(app, h[2], "join:room", 2);
+    drain(app);
+  }
+  long allocs = cnt.allocs;
+  for (int round = 0; round < 1000; round++) {
+    ws_text(app, h[0], "bcast:room", 2);
+    ws_text(app, h[1], "echo:0123456789", 2);
+    ws_text(app, h[2], "multi", 2);
+    ws_text(app, h[2], "join:room", 2);
+    wse_app_actions_clear(app);
+  }
+  CHECK_EQ(cnt.allocs - allocs, 0);
+  /* a burst that needs more blocks, then the same burst again: no growth */
+  char big[3000];
+  memset(big, 'x', sizeof big);
+  memcpy(big, "echo:", 5);
+  big[sizeof big - 1] = 0;
+  for (int i = 0; i < 20; i++) ws_text(app, h[3], big, 3);
+  wse_app_actions_clear(app);
+  allocs = cnt.allocs;
+  for (int round = 0; round < 50; round++) {
+    for (int i = 0; i < 20; i++) ws_text(app, h[3], big, 3);
+    wse_app_actions_clear(app);
+  }
+  CHECK_EQ(cnt.allocs - allocs, 0);
+  /* a huge message is not kept around */
+  size_t hn = (2u << 20) + 6;
+  char *huge = malloc(hn);
+  memset(huge, 'y', hn);
+  memcpy(huge, "echo:", 5);
+  huge[hn - 1] = 0;
+  long live = cnt.live;
+  ws_text(app, h[3], huge, 4);
+  CHECK_EQ(drain(app), 1);
+  CHECK_EQ(recs[0].len, hn - 6);
+  CHECK(cnt.live <= live);
+  free(huge);
+  wse_app_free(app);
+  CHECK_EQ(cnt.live, 0);
+  CHECK_EQ(cnt.bad_sizes, 0);
+}
+
+static void test_many_sessions(void) {
+  counting_t cnt = {0};
+  wse_allocator_t al = {c_alloc, c_realloc, c_free, &cnt};
+  wse_app_t *app = probe_app(&al);
+  enum { N = 3000 };
+  static int32_t h[N];
+  req_t q;
+  wse_response_t resp;
+  int ok = 1;
+  for (int i = 0; i < N; i++) {
+    uint8_t ent[16] = {0};
+    memcpy(ent, &i, sizeof i);
+    ent[15] = 0x42;
+    req_ws(&q, i % 2 ? "/p/odd" : "/p/even");
+    h[i] = wse_app_upgrade(app, &q.r, ent, 1, NULL, &resp);
+    ok &= h[i] == i && wse_app_open(app, (uint32_t)h[i], 1) == WSE_OK;
+    wse_app_actions_clear(app);
+  }
+  CHECK(ok);
+  for (int i = 0; i < N; i++) {
+    wse_sid_t id = {{0}};
+    memcpy(id.b, &i, sizeof i);
+    id.b[15] = 0x42;
+    wse_session_t *s = wse_app_find(app, &id);
+    ok &= s && s->handle == (uint32_t)i;
+  }
+  CHECK(ok);
+  for (int i = 0; i < N; i += 2) wse_app_close(app, (uint32_t)h[i], 1000, NULL, 0, 2);
+  wse_app_actions_clear(app);
+  for (int i = 0; i < N; i++) {
+    wse_sid_t id = {{0}};
+    memcpy(id.b, &i, sizeof i);
+    id.b[15] = 0x42;
+    ok &= (wse_app_find(app, &id) != NULL) == (i % 2 == 1);
+  }
+  CHECK(ok);
+  wse_app_stats_t st;
+  wse_app_stats(app, &st);
+  CHECK_EQ(st.sessions, N / 2);
+  CHECK_EQ(st.rooms, 1);
+  /* freed slots are reused (newest first) and the old id is gone */
+  uint8_t ent[16] = {9, 9, 9};
+  req_ws(&q, "/ws");
+  int32_t again = wse_app_upgrade(app, &q.r, ent, 1, NULL, &resp);
+  CHECK_EQ(again, h[N - 2]);
+  wse_app_free(app);
+  CHECK_EQ(cnt.live, 0);
+  CHECK_EQ(cnt.bad_sizes, 0);
+}
+
+/* Fail every allocation in turn: no crash, no leak, sizes always right. */
+static void test_alloc_failures(void) {
+  int completed = 0, leaks = 0, bad = 0;
+  for (long k = 1; k < 400 && !completed; k++) {
+    counting_t cnt = {0};
+    cnt.fail_at = k;
+    wse_allocator_t al = {c_alloc, c_realloc, c_free, &cnt};
+    wse_app_t *app = probe_app(&al);
+    if (app) {
+      int32_t a = ws_connect(app, "/p/r?name=x", 1, 1);
+      int32_t b = ws_connect(app, "/p/r?name=y", 2, 1);
+      ws_text(app, a, "multi", 2);
+      ws_text(app, b, "bcast:r", 2);
+      ws_text(app, b, "echo:hello", 2);
+      wse_app_actions_clear(app);
+      uint8_t buf[256];
+      const uint8_t *att[1] = {buf};
+      size_t len[1];
+      int32_t hs[1];
+      wse_session_t s = {0};
+      s.id = sid_of(7);
+      s.room_len = 1;
+      s.room[0] = 'q';
+      s.user = (uint8_t *)"ud";
+      s.user_len = 2;
+      len[0] = (size_t)wse_attachment_encode(&s, buf, sizeof buf);
+      long r = wse_app_restore(app, att, len, 1, hs, 3);
+      if (r == 1 && a >= 0 && b >= 0 && cnt.allocs < k) completed = 1;
+      if (r == 0) CHECK_EQ(hs[0], WSE_ENOMEM);
+      wse_app_free(app);
+    }
+    leaks += cnt.live != 0;
+    bad += cnt.bad_sizes != 0;
+  }
+  CHECK(completed);
+  CHECK_EQ(leaks, 0);
+  CHECK_EQ(bad, 0);
+}
+
+static void test_query_param(void) {
+  char out[16];
+  wse_str_t t = S("/chat/x?a=1&name=J%C3%B6rg+X&b=&c&name=second#name=frag");
+  CHECK_EQ(wse_query_param(t, "name", out, sizeof out), 7);
+  CHECK_MEM(out, 7, "J\xc3\xb6rg X", 7);
+  CHECK_EQ(wse_query_param(t, "a", out, sizeof out), 1);
+  CHECK_EQ(wse_query_param(t, "b", out, sizeof out), 0);
+  CHECK_EQ(wse_query_param(t, "c", out, sizeof out), 0);
+  CHECK_EQ(wse_query_param(t, "nam", out, sizeof out), -1);
+  CHECK_EQ(wse_query_param(t, "frag", out, sizeof out), -1);
+  CHECK_EQ(wse_query_param(S("/x#?name=1"), "name", out, sizeof out), -1);
+  CHECK_EQ(wse_query_param(S("/x"), "name", out, sizeof out), -1);
+  CHECK_EQ(wse_query_param(S("/x?"), "name", out, sizeof out), -1);
+  CHECK_EQ(wse_query_param(S("/x?name=%4a%4A%2b"), "name", out, sizeof out), 3);
+  CHECK_MEM(out, 3, "JJ+", 3);
+  CHECK_EQ(wse_query_param(S("/x?name=%4"), "name", out, sizeof out), -2);
+  CHECK_EQ(wse_query_param(S("/x?name=%"), "name", out, sizeof out), -2);
+  CHECK_EQ(wse_query_param(S("/x?name=%G0"), "name", out, sizeof out), -2);
+  CHECK_EQ(wse_query_param(S("/x?name=%4&b=1"), "name", out, sizeof out), -2);
+  CHECK_EQ(wse_query_param(S("/x?name=0123456789abcdef"), "name", out, 16), 16);
+  CHECK_EQ(wse_query_param(S("/x?name=0123456789abcdefg"), "name", out, 16), -2);
+  /* the value ends at the string's length, not at a NUL */
+  wse_str_t cut = {"/x?name=abcdef", 10};
+  CHECK_EQ(wse_query_param(cut, "name", out, sizeof out), 2);
+  guard_t g = guard_copy("/x?name=ab%4", 12);
+  wse_str_t gs = {(const char *)g.data, 12};
+  CHECK_EQ(wse_query_param(gs, "name", out, sizeof out), -2);
+  guard_free(&g);
+}
+
+static void test_response_write(void) {
+  char buf[512];
+  wse_response_t r = {101, "Upgrade: websocket\r\nConnection: Upgrade\r\n", 41, "", 0};
+  long n = wse_response_write(&r, buf, sizeof buf);
+  CHECK_STR(buf, (size_t)n,
+            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n");
+  wse_response_t e = {405, "Allow: GET\r\n", 12, "{\"error\":\"x\"}", 13};
+  n = wse_response_write(&e, buf, sizeof buf);
+  CHECK_STR(buf, (size_t)n,
+            "HTTP/1.1 405 Method Not Allowed\r\nAllow: GET\r\n"
+            "Content-Type: application/json\r\nContent-Length: 13\r\n\r\n{\"error\":\"x\"}");
+  wse_response_t z = {204, NULL, 0, NULL, 0};
+  n = wse_response_write(&z, buf, sizeof buf);
+  CHECK_STR(buf, (size_t)n, "HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n");
+  wse_response_t odd = {599, NULL, 0, "{}", 2};
+  n = wse_response_write(&odd, buf, sizeof buf);
+  CHECK_STR(buf, (size_t)n,
+            "HTTP/1.1 599 Unknown\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}");
+  /* exactly enough, one short */
+  size_t full = (size_t)n;
+  memset(buf, '#', sizeof buf);
+  CHECK_EQ(wse_response_write(&odd, buf, full), (long)full);
+  CHECK_EQ(wse_response_write(&odd, buf, full - 1), WSE_ENOSPC);
+  CHECK_EQ(wse_response_write(&odd, buf, 0), WSE_ENOSPC);
+  /* an app response goes straight through */
+  wse_app_t *app = probe_app(&t_allocator);
+  wse_response_t ar;
+  http(app, "PUT", "/items/1", NULL, &ar);
+  n = wse_response_write(&ar, buf, sizeof buf);
+  CHECK_STR(buf, (size_t)n,
+            "HTTP/1.1 405 Method Not Allowed\r\nAllow: GET, DELETE\r\n"
+            "Content-Type: application/json\r\nContent-Length: 30\r\n\r\n"
+            "{\"error\":\"method not allowed\"}");
+  wse_app_free(app);
+}
+
+int main(void) {
+  test_routes();
+  test_upgrade();
+  test_handlers();
+  test_rooms();
+  test_send_close();
+  test_http();
+  test_restore();
+  test_arena_reuse();
+  test_many_sessions();
+  test_alloc_failures();
+  test_query_param();
+  test_response_write();
+  CHECK(frames_ok);
+  recs_reset();
+  TEST_REPORT();
+}

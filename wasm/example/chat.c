@@ -1,0 +1,286 @@
+/* chat.c — "/chat/:room?name=NAME": chat rooms, written once against the
+ * app API and run unchanged natively and in a Durable Object. Room names are
+ * 1..64 bytes of [A-Za-z0-9_.-]; names 1..32 bytes of UTF-8 without control
+ * characters (absent: "guest-" + the first 6 characters of the id).
+ *
+ * Events, exactly these bytes (JSON strings escaped by wse__jw_str):
+ *   {"type":"join","id":ID,"name":NAME,"count":N}        every member, joiner included
+ *   {"type":"message","id":ID,"name":NAME,"text":T,"ts":MS}  every member, sender included
+ *   {"type":"direct","id":FROM,"name":NAME,"text":T,"ts":MS} addressee + a copy to the sender
+ *   {"type":"leave","id":ID,"name":NAME,"count":N}       the remaining members
+ *   {"type":"error","error":MSG}                          the sender only
+ * A client text is plain text, or (starting with '{') {"text":T} or
+ * {"to":ID,"text":T}. Binary messages go unchanged to the other members.
+ * HTTP: POST /chat/:room/messages (same body forms; id and name "server")
+ * -> 200 {"delivered":N}; GET /chat/:room/stats -> 200
+ * {"room":R,"members":N,"sessions":S,"restored":X,"wakes":W}. */
+#include "example.h"
+#include "../src/json.h"
+
+#define CHAT_ROOM_MAX 64
+#define CHAT_NAME_MAX 32
+#define CHAT_TEXT_MAX 4096
+
+static const char e_no_session[] = "no such session";
+
+static int room_ok(wse_str_t r) {
+  if (!r.n || r.n > CHAT_ROOM_MAX) return 0;
+  for (size_t i = 0; i < r.n; i++) {
+    char ch = r.p[i];
+    if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+          (ch >= '0' && ch <= '9') || ch == '_' || ch == '.' || ch == '-'))
+      return 0;
+  }
+  return 1;
+}
+
+static int name_ok(const char *p, long n) {
+  if (n < 1 || n > CHAT_NAME_MAX ||
+      !wse_utf8_valid((const uint8_t *)p, (size_t)n))
+    return 0;
+  for (long i = 0; i < n; i++) {
+    uint8_t ch = (uint8_t)p[i];
+    /* C0, DEL and C1 (U+0080..U+009F = C2 80..C2 9F) */
+    if (ch < 0x20 || ch == 0x7F || (ch == 0xC2 && (uint8_t)p[i + 1] < 0xA0))
+      return 0;
+  }
+  return 1;
+}
+
+/* {"type":TYPE,"id":ID,"name":NAME, then "text":T,"ts":NUM} when text is
+ * given, else "count":NUM}. In scratch memory; w.n > w.cap on failure. */
+static wse__jw_t event(wse_ctx_t *c, const char *type, const char *id,
+                       size_t idn, const char *name, size_t nn,
+                       const char *text, size_t tn, uint64_t num) {
+  size_t cap = 96 + 6 * (idn + nn + tn);
+  wse__jw_t w = {wse_ctx_alloc(c, cap), 0, cap};
+  if (!w.p) return w.n = cap + 1, w;
+  wse__jw_lit(&w, "{\"type\":\"");
+  wse__jw_raw(&w, type, wse__strlen(type));
+  wse__jw_lit(&w, "\",\"id\":");
+  wse__jw_str(&w, id, idn);
+  wse__jw_lit(&w, ",\"name\":");
+  wse__jw_str(&w, name, nn);
+  if (text) {
+    wse__jw_lit(&w, ",\"text\":");
+    wse__jw_str(&w, text, tn);
+    wse__jw_lit(&w, ",\"ts\":");
+  } else {
+    wse__jw_lit(&w, ",\"count\":");
+  }
+  wse__jw_u64(&w, num);
+  wse__jw_lit(&w, "}");
+  return w;
+}
+
+static wse__jw_t session_event(wse_ctx_t *c, const wse_session_t *s,
+                               const char *type, const char *text, size_t tn,
+                               uint64_t num) {
+  char id[WSE_SID_LEN];
+  wse_sid_format(&s->id, id);
+  return event(c, type, id, sizeof id, s->name, s->name_len, text, tn, num);
+}
+
+static int to_room(wse_ctx_t *c, const char *room, size_t rn, wse__jw_t w,
+                   const wse_sid_t *except) {
+  if (w.n > w.cap) return WSE_ENOMEM;
+  return wse_broadcast(c, room, rn, WSE_OP_TEXT, w.p, w.n, except, !!except);
+}
+
+/* {"error":MSG} ({"type":"error","error":MSG} when typed) on the stack. */
+static size_t error_json(char *buf, size_t cap, int typed, const char *msg) {
+  wse__jw_t w = {buf, 0, cap};
+  if (typed) wse__jw_lit(&w, "{\"type\":\"error\",\"error\":");
+  else wse__jw_lit(&w, "{\"error\":");
+  wse__jw_str(&w, msg, wse__strlen(msg));
+  wse__jw_lit(&w, "}");
+  return w.n;
+}
+
+/* A client message or push body: its text and, for a direct message, the
+ * addressee (who must be in `room`). Returns NULL or the error message. */
+static const char *parse(wse_ctx_t *c, const char *room, size_t rn,
+                         const uint8_t *p, size_t n, wse_str_t *text,
+                         wse_session_t **to) {
+  static const char *const keys[] = {"text", "to"};
+  wse_str_t v[2];
+  *to = NULL;
+  text->p = (const char *)p;
+  text->n = n;
+  if (n && p[0] == '{') {
+    char *buf = n <= 6 * CHAT_TEXT_MAX + 256 ? wse_ctx_alloc(c, n) : NULL;
+    if (!buf) return "message too long";
+    if (wse__json_fields(p, n, keys, 2, v, buf, n)) return "invalid message";
+    if (!v[0].p) return "missing text";
+    *text = v[0];
+    if (v[1].p) {
+      wse_sid_t id;
+      wse_session_t *t = NULL;
+      if (!wse_sid_parse(v[1].p, v[1].n, &id))
+        t = wse_app_find(wse_ctx_app(c), &id);
+      if (!t || t->room_len != rn || !wse__memeq(t->room, room, rn))
+        return e_no_session;
+      *to = t;
+    }
+  }
+  if (!text->n) return "empty message";
+  if (text->n > CHAT_TEXT_MAX) return "message too long";
+  return NULL;
+}
+
+static int chat_upgrade(wse_ctx_t *c, const wse_request_t *req,
+                        const wse_params_t *prm) {
+  wse_session_t *s = wse_ctx_session(c);
+  char name[CHAT_NAME_MAX];
+  long n;
+  if (!room_ok(prm->value[0])) return wse_reject(c, 400, "invalid room");
+  n = wse_query_param(req->target, "name", name, sizeof name);
+  if (n == -1) {
+    char id[WSE_SID_LEN];
+    wse_sid_format(&s->id, id);
+    wse__memcpy(name, "guest-", 6);
+    wse__memcpy(name + 6, id, 6);
+    n = 12;
+  } else if (!name_ok(name, n)) {
+    return wse_reject(c, 400, "invalid name");
+  }
+  wse_set_name(c, name, (size_t)n);
+  return wse_join(c, prm->value[0].p, prm->value[0].n); /* member at open */
+}
+
+static void chat_open(wse_ctx_t *c) {
+  wse_session_t *s = wse_ctx_session(c);
+  size_t n = wse_room_count(c, s->room, s->room_len);
+  to_room(c, s->room, s->room_len, session_event(c, s, "join", NULL, 0, n),
+          NULL);
+}
+
+static void chat_message(wse_ctx_t *c, unsigned opcode, const uint8_t *p,
+                         size_t n) {
+  wse_session_t *s = wse_ctx_session(c), *to;
+  wse_str_t text;
+  if (opcode == WSE_OP_BINARY) {
+    wse_broadcast(c, s->room, s->room_len, opcode, p, n, &s->id, 1);
+    return;
+  }
+  const char *err = parse(c, s->room, s->room_len, p, n, &text, &to);
+  if (err) {
+    char buf[64];
+    wse_send(c, WSE_OP_TEXT, buf, error_json(buf, sizeof buf, 1, err));
+    return;
+  }
+  wse__jw_t w = session_event(c, s, to ? "direct" : "message", text.p,
+                              text.n, wse_ctx_now(c));
+  if (!to) {
+    to_room(c, s->room, s->room_len, w, NULL);
+  } else if (w.n <= w.cap) {
+    wse_send_to(c, &to->id, WSE_OP_TEXT, w.p, w.n);
+    if (to != s) wse_send(c, WSE_OP_TEXT, w.p, w.n);
+  }
+}
+
+static void chat_close(wse_ctx_t *c, unsigned code, const uint8_t *reason,
+                       size_t n) {
+  wse_session_t *s = wse_ctx_session(c);
+  char room[WSE_ROOM_MAX];
+  size_t rn = s->room_len, left;
+  (void)code, (void)reason, (void)n;
+  wse__memcpy(room, s->room, rn);
+  wse_leave(c);
+  if ((left = wse_room_count(c, room, rn)) > 0)
+    to_room(c, room, rn, session_event(c, s, "leave", NULL, 0, left), NULL);
+}
+
+static void http_error(wse_ctx_t *c, int status, const char *msg) {
+  char buf[64];
+  wse_respond(c, status, buf, error_json(buf, sizeof buf, 0, msg));
+}
+
+static void chat_push(wse_ctx_t *c, const wse_request_t *req,
+                      const wse_params_t *prm, const uint8_t *body,
+                      size_t n) {
+  wse_str_t room = prm->value[0], text;
+  wse_session_t *to = NULL;
+  const char *err = "invalid room";
+  char buf[40];
+  wse__jw_t out = {buf, 0, sizeof buf};
+  long delivered;
+  (void)req;
+  if (room_ok(room))
+    err = wse_utf8_valid(body, n) ? parse(c, room.p, room.n, body, n, &text, &to)
+                                  : "invalid message";
+  if (err) {
+    http_error(c, err == e_no_session ? 404 : 400, err);
+    return;
+  }
+  wse__jw_t w = event(c, to ? "direct" : "message", "server", 6, "server", 6,
+                      text.p, text.n, wse_ctx_now(c));
+  if (w.n > w.cap) delivered = WSE_ENOMEM;
+  else if (!to) delivered = to_room(c, room.p, room.n, w, NULL);
+  else if (!(delivered = wse_send_to(c, &to->id, WSE_OP_TEXT, w.p, w.n)))
+    delivered = 1;
+  if (delivered < 0) {
+    if (delivered == WSE_ENOTFOUND) http_error(c, 404, e_no_session);
+    else http_error(c, 500, "internal error");
+    return;
+  }
+  wse__jw_lit(&out, "{\"delivered\":");
+  wse__jw_u64(&out, (uint64_t)delivered);
+  wse__jw_lit(&out, "}");
+  wse_respond(c, 200, buf, out.n);
+}
+
+static void chat_stats(wse_ctx_t *c, const wse_request_t *req,
+                       const wse_params_t *prm, const uint8_t *body,
+                       size_t n) {
+  wse_str_t room = prm->value[0];
+  wse_app_stats_t st;
+  char buf[256];
+  wse__jw_t w = {buf, 0, sizeof buf};
+  (void)req, (void)body, (void)n;
+  if (!room_ok(room)) {
+    http_error(c, 400, "invalid room");
+    return;
+  }
+  wse_app_stats(wse_ctx_app(c), &st);
+  wse__jw_lit(&w, "{\"room\":");
+  wse__jw_str(&w, room.p, room.n);
+  wse__jw_lit(&w, ",\"members\":");
+  wse__jw_u64(&w, wse_room_count(c, room.p, room.n));
+  wse__jw_lit(&w, ",\"sessions\":");
+  wse__jw_u64(&w, st.sessions);
+  wse__jw_lit(&w, ",\"restored\":");
+  wse__jw_u64(&w, st.restored);
+  wse__jw_lit(&w, ",\"wakes\":");
+  wse__jw_u64(&w, st.restores);
+  wse__jw_lit(&w, "}");
+  wse_respond(c, 200, buf, w.n);
+}
+
+static const char *const chat_protocols[] = {"chat.v1"};
+
+int wse_example_chat(wse_app_t *app) {
+  wse_config_t cfg = *wse_app_config(app); /* copied by wse_app_route */
+  wse_route_t r = {0};
+  wse_http_route_t push = {"POST", "/chat/:room/messages", chat_push, NULL};
+  wse_http_route_t stats = {"GET", "/chat/:room/stats", chat_stats, NULL};
+  int rc;
+  cfg.subprotocols = chat_protocols; /* offered, not required */
+  cfg.n_subprotocols = 1;
+  r.pattern = "/chat/:room";
+  r.config = &cfg;
+  r.on_upgrade = chat_upgrade;
+  r.on_open = chat_open;
+  r.on_message = chat_message;
+  r.on_close = chat_close;
+  if ((rc = wse_app_route(app, &r)) < 0 ||
+      (rc = wse_app_http_route(app, &push)) < 0 ||
+      (rc = wse_app_http_route(app, &stats)) < 0)
+    return rc;
+  return WSE_OK;
+}
+
+int wse_example_register(wse_app_t *app) {
+  int rc = wse_example_echo(app);
+  return rc < 0 ? rc : wse_example_chat(app);
+}

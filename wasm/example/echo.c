@@ -1,0 +1,15 @@
+/* echo.c — "/ws": every text and binary message goes back unchanged (what
+ * conformance suites expect). The default config: no subprotocol. */
+#include "example.h"
+
+static void echo_message(wse_ctx_t *c, unsigned opcode, const uint8_t *p,
+                         size_t n) {
+  wse_send(c, opcode, p, n);
+}
+
+int wse_example_echo(wse_app_t *app) {
+  wse_route_t r = {0};
+  r.pattern = "/ws";
+  r.on_message = echo_message;
+  return wse_app_route(app, &r);
+}

@@ -1,0 +1,964 @@
+/* app.c — the application layer: routes, handler contexts, the session map
+ * (slots with a free list and generations, an id hash), rooms (a hash of
+ * names to doubly linked member lists) and the action queue. Handlers never
+ * do I/O: each operation becomes an action the host executes. Action bytes
+ * live in an arena of blocks that stay put until wse_app_actions_clear,
+ * which folds them into one reused block: no allocation in steady state. */
+#include "internal.h"
+#include "json.h"
+
+#define F_OPEN 1u
+#define ARENA_MIN 4096u
+#define ARENA_KEEP ((size_t)1 << 20) /* bigger arenas are released at clear */
+#define ATT_FIXED 47u                /* attachment bytes besides the fields */
+
+typedef struct route_ent {
+  wse_route_t r;
+  wse_config_t cfg; /* the route's own copy when r.config was given */
+} route_ent_t;
+
+typedef struct room {
+  int32_t head, tail, hnext; /* members by handle; hash chain / free list */
+  uint32_t count;
+  uint8_t len; /* 0 = free slot */
+  char name[WSE_ROOM_MAX];
+} room_t;
+
+typedef struct blk {
+  struct blk *next;
+  size_t cap, used;
+  uint64_t d[];
+} blk_t;
+
+struct wse_app {
+  wse_allocator_t a;
+  wse_config_t defaults;
+  route_ent_t *routes;
+  size_t n_routes, cap_routes;
+  wse_http_route_t *http;
+  size_t n_http, cap_http;
+  wse_session_t *s;
+  size_t n_s, cap_s, sb_n;
+  int32_t free_s, free_rm;
+  int32_t *sb, *rb; /* hash buckets: sessions by id, rooms by name */
+  room_t *rm;
+  size_t n_rm, cap_rm, rb_n;
+  wse_action_t *act;
+  size_t n_act, cap_act;
+  blk_t *arena;
+  char *rbuf; /* the last response's headers and body */
+  size_t rbuf_cap;
+  wse_app_stats_t st; /* .sessions and .rooms are live counts */
+};
+
+enum { K_UPGRADE = 1, K_WS, K_HTTP };
+
+struct wse_ctx {
+  wse_app_t *app;
+  wse_session_t *s;
+  void *user;
+  uint64_t now;
+  int kind, dirty, status;
+  size_t body_n;
+};
+
+/* ---- memory ----------------------------------------------------------- */
+
+static void *grow(wse_app_t *a, void *p, size_t *cap, size_t need,
+                  size_t el) {
+  if (need <= *cap) return p;
+  size_t nc = *cap ? *cap : 8;
+  while (nc < need) nc *= 2;
+  void *q = p ? wse__realloc(&a->a, p, *cap * el, nc * el)
+              : wse__alloc(&a->a, nc * el);
+  if (q) *cap = nc;
+  return q;
+}
+
+/* Fresh empty buckets when `want` outgrew them (NULL: nothing to redo). */
+static int32_t *rebucket(wse_app_t *a, int32_t **b, size_t *n, size_t want) {
+  if (*n >= want) return NULL;
+  int32_t *nb = wse__alloc(&a->a, want * sizeof *nb);
+  if (!nb) return NULL; /* keep the old ones: longer chains, still right */
+  wse__free(&a->a, *b, *n * sizeof *nb);
+  wse__memset(nb, 0xFF, want * sizeof *nb);
+  *b = nb;
+  *n = want;
+  return nb;
+}
+
+static uint32_t hash(const void *p, size_t n) {
+  const uint8_t *b = (const uint8_t *)p;
+  uint32_t h = 2166136261u;
+  while (n--) h = (h ^ *b++) * 16777619u;
+  return h;
+}
+
+static void *arena(wse_app_t *a, size_t n) {
+  blk_t *b = a->arena;
+  if (n > ((size_t)-1) / 4) return NULL;
+  n = (n + 7) & ~(size_t)7;
+  if (!b || b->cap - b->used < n) {
+    size_t cap = b ? b->cap * 2 : ARENA_MIN;
+    if (cap < n) cap = n;
+    blk_t *nb = wse__alloc(&a->a, sizeof *nb + cap);
+    if (!nb) return NULL;
+    nb->next = b;
+    nb->cap = cap;
+    nb->used = 0;
+    a->arena = b = nb;
+  }
+  b->used += n;
+  return (uint8_t *)b->d + b->used - n;
+}
+
+static void arena_free(wse_app_t *a) {
+  size_t total = 0;
+  for (blk_t *b = a->arena, *next; b; b = next) {
+    next = b->next;
+    total += b->cap;
+    wse__free(&a->a, b, sizeof *b + b->cap);
+  }
+  a->arena = NULL;
+  if (total <= ARENA_KEEP) { /* one block that holds what this call needed */
+    arena(a, total);
+    if (a->arena) a->arena->used = 0;
+  }
+}
+
+static int rbuf_reserve(wse_app_t *a, size_t n) {
+  if (n <= a->rbuf_cap) return WSE_OK;
+  char *q = grow(a, a->rbuf, &a->rbuf_cap, n, 1);
+  if (!q) return WSE_ENOMEM;
+  a->rbuf = q;
+  return WSE_OK;
+}
+
+/* ---- sessions and rooms ---------------------------------------------- */
+
+static int32_t *sbucket(wse_app_t *a, const wse_sid_t *id) {
+  return &a->sb[hash(id->b, 16) & (a->sb_n - 1)];
+}
+
+static void slink(wse_app_t *a, int32_t h) {
+  int32_t *k = sbucket(a, &a->s[h].id);
+  a->s[h].wse__hnext = *k;
+  *k = h;
+}
+
+wse_session_t *wse_app_session(wse_app_t *a, uint32_t h) {
+  return a && h < a->n_s && (a->s[h].wse__gen & 1) ? &a->s[h] : NULL;
+}
+
+wse_session_t *wse_app_find(wse_app_t *a, const wse_sid_t *id) {
+  if (!a || !id) return NULL;
+  for (int32_t h = *sbucket(a, id); h >= 0; h = a->s[h].wse__hnext)
+    if (wse__memeq(a->s[h].id.b, id->b, 16)) return &a->s[h];
+  return NULL;
+}
+
+static int is_open(const wse_session_t *s) {
+  return s && (s->wse__flags & F_OPEN);
+}
+
+static int32_t sess_new(wse_app_t *a, const wse_sid_t *id) {
+  int32_t h = a->free_s;
+  if (wse_app_find(a, id)) return WSE_EEXIST;
+  if (h >= 0) {
+    a->free_s = a->s[h].wse__hnext;
+  } else {
+    wse_session_t *q = grow(a, a->s, &a->cap_s, a->n_s + 1, sizeof *q);
+    if (!q) return WSE_ENOMEM;
+    a->s = q;
+    if (rebucket(a, &a->sb, &a->sb_n, a->cap_s))
+      for (size_t i = 0; i < a->n_s; i++)
+        if (a->s[i].wse__gen & 1) slink(a, (int32_t)i);
+    h = (int32_t)a->n_s++;
+    a->s[h].wse__gen = 0;
+  }
+  wse_session_t *s = &a->s[h];
+  uint32_t gen = s->wse__gen + 1; /* odd: live */
+  wse__memset(s, 0, sizeof *s);
+  s->id = *id;
+  s->handle = (uint32_t)h;
+  s->wse__gen = gen;
+  s->wse__rnext = s->wse__rprev = s->wse__room = -1;
+  slink(a, h);
+  a->st.sessions++;
+  return h;
+}
+
+static int32_t *rbucket(wse_app_t *a, const char *name, size_t n) {
+  return &a->rb[hash(name, n) & (a->rb_n - 1)];
+}
+
+static int32_t room_find(wse_app_t *a, const char *name, size_t n) {
+  if (!name || !n || n > WSE_ROOM_MAX) return -1;
+  for (int32_t r = *rbucket(a, name, n); r >= 0; r = a->rm[r].hnext)
+    if (a->rm[r].len == n && wse__memeq(a->rm[r].name, name, n)) return r;
+  return -1;
+}
+
+static void rlink(wse_app_t *a, int32_t r) {
+  int32_t *k = rbucket(a, a->rm[r].name, a->rm[r].len);
+  a->rm[r].hnext = *k;
+  *k = r;
+}
+
+/* Make an open session a member of the room named in s->room (at the tail:
+ * members are visited in join order). */
+static int room_link(wse_app_t *a, wse_session_t *s) {
+  int32_t r = room_find(a, s->room, s->room_len), h = (int32_t)s->handle;
+  if (r < 0) {
+    if ((r = a->free_rm) >= 0) {
+      a->free_rm = a->rm[r].hnext;
+    } else {
+      room_t *q = grow(a, a->rm, &a->cap_rm, a->n_rm + 1, sizeof *q);
+      if (!q) return WSE_ENOMEM;
+      a->rm = q;
+      if (rebucket(a, &a->rb, &a->rb_n, a->cap_rm))
+        for (size_t i = 0; i < a->n_rm; i++)
+          if (a->rm[i].len) rlink(a, (int32_t)i);
+      r = (int32_t)a->n_rm++;
+    }
+    room_t *m = &a->rm[r];
+    m->head = m->tail = -1;
+    m->count = 0;
+    m->len = s->room_len;
+    wse__memcpy(m->name, s->room, s->room_len);
+    rlink(a, r);
+    a->st.rooms++;
+  }
+  room_t *m = &a->rm[r];
+  s->wse__room = r;
+  s->wse__rnext = -1;
+  s->wse__rprev = m->tail;
+  if (m->tail >= 0) a->s[m->tail].wse__rnext = h;
+  else m->head = h;
+  m->tail = h;
+  m->count++;
+  return WSE_OK;
+}
+
+static void room_unlink(wse_app_t *a, wse_session_t *s) {
+  int32_t r = s->wse__room;
+  if (r < 0) return;
+  room_t *m = &a->rm[r];
+  if (s->wse__rprev >= 0) a->s[s->wse__rprev].wse__rnext = s->wse__rnext;
+  else m->head = s->wse__rnext;
+  if (s->wse__rnext >= 0) a->s[s->wse__rnext].wse__rprev = s->wse__rprev;
+  else m->tail = s->wse__rprev;
+  s->wse__room = s->wse__rnext = s->wse__rprev = -1;
+  if (--m->count == 0) {
+    int32_t *k = rbucket(a, m->name, m->len);
+    while (*k != r) k = &a->rm[*k].hnext;
+    *k = m->hnext;
+    m->len = 0;
+    m->hnext = a->free_rm;
+    a->free_rm = r;
+    a->st.rooms--;
+  }
+}
+
+static void sess_free(wse_app_t *a, int32_t h) {
+  wse_session_t *s = &a->s[h];
+  room_unlink(a, s);
+  int32_t *k = sbucket(a, &s->id);
+  while (*k != h) k = &a->s[*k].wse__hnext;
+  *k = s->wse__hnext;
+  wse__free(&a->a, s->user, s->user_len);
+  s->user = NULL;
+  s->user_len = 0;
+  s->wse__flags = 0;
+  s->wse__gen++;
+  s->wse__hnext = a->free_s;
+  a->free_s = h;
+  a->st.sessions--;
+}
+
+int32_t wse_app_room_next(wse_app_t *a, const char *room, size_t n,
+                          int32_t h) {
+  if (h < 0) {
+    int32_t r = room_find(a, room, n);
+    return r < 0 ? -1 : a->rm[r].head;
+  }
+  wse_session_t *s = wse_app_session(a, (uint32_t)h);
+  return s ? s->wse__rnext : -1;
+}
+
+/* ---- actions ---------------------------------------------------------- */
+
+static wse_action_t *act(wse_app_t *a, wse_action_type_t t, uint32_t target) {
+  wse_action_t *q = grow(a, a->act, &a->cap_act, a->n_act + 1, sizeof *q);
+  if (!q) return NULL;
+  a->act = q;
+  q += a->n_act++;
+  wse__memset(q, 0, sizeof *q);
+  q->type = t;
+  q->target = target;
+  return q;
+}
+
+/* Frame p once into the arena; nrec > 0 reserves the recipients array. */
+static wse_action_t *queue_msg(wse_app_t *a, wse_action_type_t t,
+                               uint32_t target, unsigned op, const void *p,
+                               size_t n, size_t nrec) {
+  size_t fl = wse_frame_message_size(n, 0), rl = nrec * sizeof(uint32_t);
+  uint8_t *m = arena(a, rl + fl);
+  wse_action_t *x = m ? act(a, t, target) : NULL;
+  if (!x) return NULL;
+  x->opcode = op;
+  x->frame = m + rl;
+  x->frame_len =
+      (size_t)wse_frame_message(m + rl, fl, op, 0, (const uint8_t *)p, n, 0);
+  x->data = x->frame + x->frame_len - n;
+  x->len = n;
+  x->recipients = nrec ? (const uint32_t *)(void *)m : NULL;
+  x->n_recipients = nrec;
+  nrec += !nrec;
+  a->st.messages_out += nrec;
+  a->st.bytes_out += (uint64_t)n * nrec;
+  return x;
+}
+
+static int bad_payload(unsigned op, const void *p, size_t n) {
+  return (op != WSE_OP_TEXT && op != WSE_OP_BINARY) || (n && !p);
+}
+
+static int send_session(wse_app_t *a, wse_session_t *s, unsigned op,
+                        const void *p, size_t n) {
+  if (bad_payload(op, p, n)) return WSE_EINVAL;
+  if (!is_open(s)) return WSE_ENOTFOUND;
+  return queue_msg(a, WSE_ACT_SEND, s->handle, op, p, n, 0) ? WSE_OK
+                                                            : WSE_ENOMEM;
+}
+
+static int queue_close(wse_app_t *a, wse_session_t *s, unsigned code,
+                       const char *reason, size_t n) {
+  if (!is_open(s)) return WSE_ENOTFOUND;
+  if ((!wse_close_code_valid(code) && code != WSE_CLOSE_NO_STATUS) ||
+      (n && !reason) || !wse_utf8_valid((const uint8_t *)reason, n))
+    return WSE_EINVAL;
+  uint8_t *f = arena(a, 127);
+  wse_action_t *x = f ? act(a, WSE_ACT_CLOSE, s->handle) : NULL;
+  if (!x) return WSE_ENOMEM;
+  x->close_code = code;
+  x->frame = f;
+  x->frame_len = wse_frame_close(f, code, reason, n);
+  x->data = f + (x->frame_len > 2 ? 4 : 2); /* the reason, after the code */
+  x->len = x->frame_len - (size_t)(x->data - f);
+  return WSE_OK;
+}
+
+static int queue_attach(wse_app_t *a, wse_session_t *s) {
+  size_t n = ATT_FIXED + s->room_len + s->name_len + s->user_len;
+  uint8_t *b = arena(a, n);
+  wse_action_t *x = b ? act(a, WSE_ACT_ATTACH, s->handle) : NULL;
+  if (!x) return WSE_ENOMEM;
+  long k = wse_attachment_encode(s, b, n);
+  if (k < 0) return a->n_act--, (int)k;
+  x->data = b;
+  x->len = (size_t)k;
+  return WSE_OK;
+}
+
+size_t wse_app_actions(wse_app_t *a, const wse_action_t **out) {
+  *out = a->act;
+  return a->n_act;
+}
+
+void wse_app_actions_clear(wse_app_t *a) {
+  blk_t *b = a->arena;
+  a->n_act = 0;
+  if (b && (b->next || b->cap > ARENA_KEEP)) arena_free(a);
+  else if (b) b->used = 0;
+}
+
+/* ---- handler context -------------------------------------------------- */
+
+static void ctx_init(wse_ctx_t *c, wse_app_t *a, wse_session_t *s, int kind,
+                     uint64_t now) {
+  wse__memset(c, 0, sizeof *c);
+  c->app = a;
+  c->s = s;
+  c->kind = kind;
+  c->now = now;
+  if (s) c->user = a->routes[s->route].r.user;
+}
+
+/* End of a host call: one ATTACH when the handler changed the session. */
+static int finish(wse_ctx_t *c) {
+  if (c->dirty && is_open(c->s)) return queue_attach(c->app, c->s);
+  return WSE_OK;
+}
+
+wse_session_t *wse_ctx_session(wse_ctx_t *c) { return c->s; }
+wse_app_t *wse_ctx_app(wse_ctx_t *c) { return c->app; }
+void *wse_ctx_user(wse_ctx_t *c) { return c->user; }
+uint64_t wse_ctx_now(wse_ctx_t *c) { return c->now; }
+void *wse_ctx_alloc(wse_ctx_t *c, size_t n) { return arena(c->app, n); }
+
+int wse_send(wse_ctx_t *c, unsigned opcode, const void *p, size_t n) {
+  return c->s ? send_session(c->app, c->s, opcode, p, n) : WSE_EINVAL;
+}
+
+int wse_send_to(wse_ctx_t *c, const wse_sid_t *id, unsigned opcode,
+                const void *p, size_t n) {
+  return wse_app_send_to(c->app, id, opcode, p, n);
+}
+
+int wse_app_send_to(wse_app_t *a, const wse_sid_t *id, unsigned opcode,
+                    const void *p, size_t n) {
+  return send_session(a, wse_app_find(a, id), opcode, p, n);
+}
+
+static int excluded(const wse_session_t *s, const wse_sid_t *ex, size_t n) {
+  for (size_t i = 0; i < n; i++)
+    if (wse__memeq(s->id.b, ex[i].b, 16)) return 1;
+  return 0;
+}
+
+int wse_broadcast(wse_ctx_t *c, const char *room, size_t room_len,
+                  unsigned opcode, const void *p, size_t n,
+                  const wse_sid_t *except, size_t n_except) {
+  wse_app_t *a = c->app;
+  int32_t r = room_find(a, room, room_len), h;
+  size_t cnt = 0;
+  if (bad_payload(opcode, p, n) || (n_except && !except)) return WSE_EINVAL;
+  if (r < 0) return 0;
+  for (h = a->rm[r].head; h >= 0; h = a->s[h].wse__rnext)
+    cnt += !excluded(&a->s[h], except, n_except);
+  if (!cnt) return 0;
+  wse_action_t *x = queue_msg(a, WSE_ACT_BROADCAST, 0, opcode, p, n, cnt);
+  if (!x) return WSE_ENOMEM;
+  uint32_t *rec = (uint32_t *)(void *)(x->frame - cnt * sizeof *rec);
+  for (h = a->rm[r].head; h >= 0; h = a->s[h].wse__rnext)
+    if (!excluded(&a->s[h], except, n_except)) *rec++ = (uint32_t)h;
+  return (int)cnt;
+}
+
+int wse_close(wse_ctx_t *c, unsigned code, const char *reason, size_t n) {
+  return c->s ? queue_close(c->app, c->s, code, reason, n) : WSE_EINVAL;
+}
+
+int wse_close_session(wse_ctx_t *c, const wse_sid_t *id, unsigned code,
+                      const char *reason, size_t n) {
+  return queue_close(c->app, wse_app_find(c->app, id), code, reason, n);
+}
+
+/* In on_upgrade the session is not open yet: the room is recorded and the
+ * session becomes a member when it opens. */
+int wse_join(wse_ctx_t *c, const char *room, size_t n) {
+  wse_session_t *s = c->s;
+  if (!s || !room || !n || n > WSE_ROOM_MAX ||
+      !wse_utf8_valid((const uint8_t *)room, n))
+    return WSE_EINVAL;
+  if (s->room_len == n && wse__memeq(s->room, room, n)) return WSE_OK;
+  room_unlink(c->app, s);
+  wse__memmove(s->room, room, n);
+  s->room_len = (uint8_t)n;
+  c->dirty = 1;
+  if (is_open(s) && room_link(c->app, s)) return s->room_len = 0, WSE_ENOMEM;
+  return WSE_OK;
+}
+
+int wse_leave(wse_ctx_t *c) {
+  if (!c->s) return WSE_EINVAL;
+  room_unlink(c->app, c->s);
+  c->dirty |= c->s->room_len != 0;
+  c->s->room_len = 0;
+  return WSE_OK;
+}
+
+size_t wse_room_count(wse_ctx_t *c, const char *room, size_t n) {
+  int32_t r = room_find(c->app, room, n);
+  return r < 0 ? 0 : c->app->rm[r].count;
+}
+
+int wse_set_name(wse_ctx_t *c, const char *name, size_t n) {
+  if (!c->s || n > WSE_NAME_MAX || (n && !name) ||
+      !wse_utf8_valid((const uint8_t *)name, n))
+    return WSE_EINVAL;
+  wse__memmove(c->s->name, name, n);
+  c->s->name_len = (uint8_t)n;
+  c->dirty = 1;
+  return WSE_OK;
+}
+
+int wse_set_user(wse_ctx_t *c, const void *p, size_t n) {
+  wse_session_t *s = c->s;
+  if (!s || n > WSE_USERDATA_MAX || (n && !p)) return WSE_EINVAL;
+  uint8_t *q = s->user;
+  if (n != s->user_len) {
+    q = n ? wse__alloc(&c->app->a, n) : NULL;
+    if (n && !q) return WSE_ENOMEM;
+  }
+  if (n) wse__memmove(q, p, n);
+  if (q != s->user) wse__free(&c->app->a, s->user, s->user_len);
+  s->user = q;
+  s->user_len = (uint16_t)n;
+  c->dirty = 1;
+  return WSE_OK;
+}
+
+/* {"error":"<msg>"} into rbuf after `hn` bytes of headers already there. */
+static size_t error_body(wse_app_t *a, size_t hn, const char *msg) {
+  size_t mn = wse__strlen(msg);
+  if (rbuf_reserve(a, hn + 6 * mn + 12)) return 0;
+  wse__jw_t w = {a->rbuf + hn, 0, a->rbuf_cap - hn};
+  wse__jw_lit(&w, "{\"error\":");
+  wse__jw_str(&w, msg, mn);
+  wse__jw_lit(&w, "}");
+  return w.n;
+}
+
+int wse_reject(wse_ctx_t *c, int status, const char *message) {
+  if (c->kind != K_UPGRADE || status < 400 || status > 599) return WSE_EINVAL;
+  c->status = status;
+  c->body_n = error_body(c->app, 0, message ? message : "");
+  return WSE_EPOLICY;
+}
+
+int wse_respond(wse_ctx_t *c, int status, const char *json, size_t n) {
+  if (c->kind != K_HTTP || status < 100 || status > 999 || (n && !json))
+    return WSE_EINVAL;
+  if (rbuf_reserve(c->app, n)) return WSE_ENOMEM;
+  if (n) wse__memmove(c->app->rbuf, json, n);
+  c->status = status;
+  c->body_n = n;
+  return WSE_OK;
+}
+
+/* ---- routes ----------------------------------------------------------- */
+
+static wse_str_t path_of(wse_str_t t) {
+  size_t e = 0;
+  while (e < t.n && t.p[e] != '?' && t.p[e] != '#') e++;
+  t.n = e;
+  return t;
+}
+
+/* "/chat/:room" against a path; a :param takes one non-empty segment. */
+static int match(const char *pat, wse_str_t path, wse_params_t *prm) {
+  size_t i = 0;
+  const char *q = pat;
+  prm->n = 0;
+  while (*q) {
+    if (*q != '/' || i >= path.n || path.p[i] != '/') return 0;
+    q++, i++;
+    if (*q == ':') {
+      const char *nm = ++q;
+      size_t st = i;
+      while (*q && *q != '/') q++;
+      while (i < path.n && path.p[i] != '/') i++;
+      if (i == st || prm->n == WSE_MAX_PARAMS) return 0;
+      prm->name[prm->n].p = nm;
+      prm->name[prm->n].n = (size_t)(q - nm);
+      prm->value[prm->n].p = path.p + st;
+      prm->value[prm->n++].n = i - st;
+    } else {
+      for (; *q && *q != '/'; q++, i++)
+        if (i >= path.n || path.p[i] != *q) return 0;
+      if (i < path.n && path.p[i] != '/') return 0;
+    }
+  }
+  return i == path.n;
+}
+
+static int match_ws(wse_app_t *a, wse_str_t target, wse_params_t *prm) {
+  wse_str_t path = path_of(target);
+  for (size_t i = 0; i < a->n_routes; i++)
+    if (match(a->routes[i].r.pattern, path, prm)) return (int)i;
+  return -1;
+}
+
+static const wse_config_t *route_cfg(wse_app_t *a, int i) {
+  return a->routes[i].r.config ? &a->routes[i].cfg : &a->defaults;
+}
+
+int wse_app_match(wse_app_t *a, wse_str_t target, const wse_config_t **cfg) {
+  wse_params_t prm;
+  int i = match_ws(a, target, &prm);
+  if (i >= 0 && cfg) *cfg = route_cfg(a, i);
+  return i >= 0;
+}
+
+int wse_app_route(wse_app_t *a, const wse_route_t *r) {
+  if (!a || !r || !r->pattern || r->pattern[0] != '/' ||
+      a->n_routes >= 0xFFFF)
+    return WSE_EINVAL;
+  route_ent_t *q = grow(a, a->routes, &a->cap_routes, a->n_routes + 1,
+                        sizeof *q);
+  if (!q) return WSE_ENOMEM;
+  a->routes = q;
+  q += a->n_routes;
+  q->r = *r;
+  if (r->config) q->cfg = *r->config;
+  return (int)a->n_routes++;
+}
+
+int wse_app_http_route(wse_app_t *a, const wse_http_route_t *r) {
+  if (!a || !r || !r->method || !r->pattern || r->pattern[0] != '/' ||
+      !r->handler)
+    return WSE_EINVAL;
+  wse_http_route_t *q = grow(a, a->http, &a->cap_http, a->n_http + 1,
+                             sizeof *q);
+  if (!q) return WSE_ENOMEM;
+  a->http = q;
+  q[a->n_http] = *r;
+  return (int)a->n_http++;
+}
+
+/* ---- the app and host calls ------------------------------------------- */
+
+int wse_app_new(wse_app_t **out, const wse_allocator_t *al,
+                const wse_config_t *defaults) {
+  if (!out || !al || !al->alloc_fn || !al->free_fn) return WSE_EINVAL;
+  wse_app_t *a = wse__alloc(al, sizeof *a);
+  if (!a) return WSE_ENOMEM;
+  wse__memset(a, 0, sizeof *a);
+  a->a = *al;
+  if (defaults) a->defaults = *defaults;
+  else wse_config_default(&a->defaults);
+  a->free_s = a->free_rm = -1;
+  if (!rebucket(a, &a->sb, &a->sb_n, 16) ||
+      !rebucket(a, &a->rb, &a->rb_n, 16) || rbuf_reserve(a, 256)) {
+    wse_app_free(a);
+    return WSE_ENOMEM;
+  }
+  *out = a;
+  return WSE_OK;
+}
+
+const wse_config_t *wse_app_config(const wse_app_t *a) { return &a->defaults; }
+
+void wse_app_free(wse_app_t *a) {
+  if (!a) return;
+  const wse_allocator_t al = a->a;
+  for (size_t i = 0; i < a->n_s; i++)
+    if (a->s[i].wse__gen & 1) wse__free(&al, a->s[i].user, a->s[i].user_len);
+  for (blk_t *b = a->arena, *next; b; b = next) {
+    next = b->next;
+    wse__free(&al, b, sizeof *b + b->cap);
+  }
+  wse__free(&al, a->routes, a->cap_routes * sizeof *a->routes);
+  wse__free(&al, a->http, a->cap_http * sizeof *a->http);
+  wse__free(&al, a->s, a->cap_s * sizeof *a->s);
+  wse__free(&al, a->sb, a->sb_n * sizeof *a->sb);
+  wse__free(&al, a->rm, a->cap_rm * sizeof *a->rm);
+  wse__free(&al, a->rb, a->rb_n * sizeof *a->rb);
+  wse__free(&al, a->act, a->cap_act * sizeof *a->act);
+  wse__free(&al, a->rbuf, a->rbuf_cap);
+  wse__free(&al, a, sizeof *a);
+}
+
+/* An error response: status, extra headers, {"error":msg}. */
+static int fail(wse_app_t *a, wse_response_t *r, int status, const char *hdr,
+                const char *msg) {
+  size_t hn = hdr ? wse__strlen(hdr) : 0;
+  r->status = status;
+  r->headers_len = r->body_len = 0;
+  r->headers = r->body = "";
+  if (!rbuf_reserve(a, hn)) {
+    if (hn) wse__memcpy(a->rbuf, hdr, hn);
+    r->body_len = error_body(a, hn, msg);
+    r->headers = a->rbuf;
+    r->headers_len = r->body_len ? hn : 0;
+    r->body = a->rbuf + hn;
+  }
+  return status;
+}
+
+static int fail_upgrade(wse_app_t *a, wse_response_t *r,
+                        const wse_upgrade_t *u) {
+  return fail(a, r, u->status,
+              u->allow_get   ? "Allow: GET\r\n"
+              : u->version13 ? "Sec-WebSocket-Version: 13\r\n"
+                             : NULL,
+              u->error ? u->error : "bad request");
+}
+
+static int accept_resp(wse_app_t *a, const wse_config_t *cfg,
+                       const wse_upgrade_t *u, wse_response_t *r) {
+  const char *proto = u->subprotocol >= 0 ? cfg->subprotocols[u->subprotocol]
+                                          : NULL;
+  size_t pn = proto ? wse__strlen(proto) : 0;
+  char ext[192];
+  int en = u->deflate_accepted ? wse_deflate_response(u, ext, sizeof ext) : 0;
+  if (rbuf_reserve(a, 160 + pn + sizeof ext)) return WSE_ENOMEM;
+  wse__jw_t w = {a->rbuf, 0, a->rbuf_cap};
+  wse__jw_lit(&w, "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+                  "Sec-WebSocket-Accept: ");
+  wse__jw_raw(&w, u->accept, 28);
+  if (proto) {
+    wse__jw_lit(&w, "\r\nSec-WebSocket-Protocol: ");
+    wse__jw_raw(&w, proto, pn);
+  }
+  if (en > 0) {
+    wse__jw_lit(&w, "\r\nSec-WebSocket-Extensions: ");
+    wse__jw_raw(&w, ext, (size_t)en);
+  }
+  wse__jw_lit(&w, "\r\n");
+  r->status = 101;
+  r->headers = a->rbuf;
+  r->headers_len = w.n;
+  r->body = "";
+  r->body_len = 0;
+  return WSE_OK;
+}
+
+int wse_app_upgrade(wse_app_t *a, const wse_request_t *req,
+                    const uint8_t entropy[16], uint64_t now_ms,
+                    wse_upgrade_t *u, wse_response_t *resp) {
+  wse_upgrade_t tmp;
+  wse_params_t prm;
+  wse_ctx_t c;
+  int ri, rc;
+  if (!u) u = &tmp;
+  wse__memset(u, 0, sizeof *u);
+  u->subprotocol = -1;
+  if ((ri = match_ws(a, req->target, &prm)) < 0) {
+    u->status = fail(a, resp, 404, NULL, "not found");
+    return WSE_ENOTFOUND;
+  }
+  const wse_config_t *cfg = route_cfg(a, ri);
+  const wse_route_t *rt = &a->routes[ri].r;
+  if (wse_upgrade_validate(cfg, req, u) != WSE_OK) {
+    fail_upgrade(a, resp, u);
+    return WSE_EPROTO;
+  }
+  if (cfg->deflate) wse_deflate_negotiate(cfg, u);
+  wse_sid_t id;
+  wse__memcpy(id.b, entropy, 16);
+  int32_t h = sess_new(a, &id);
+  if (h < 0) {
+    u->status = fail(a, resp, 500, NULL, "internal error");
+    return h;
+  }
+  wse_session_t *s = &a->s[h];
+  s->route = (uint16_t)ri;
+  s->joined_at_ms = s->last_seen_ms = now_ms;
+  ctx_init(&c, a, s, K_UPGRADE, now_ms);
+  if (rt->on_upgrade && rt->on_upgrade(&c, req, &prm) != 0) {
+    sess_free(a, h);
+    if (c.status) {
+      resp->status = u->status = c.status;
+      resp->headers = resp->body = a->rbuf;
+      resp->headers_len = 0;
+      resp->body_len = c.body_n;
+    } else {
+      u->status = fail(a, resp, 403, NULL, "forbidden");
+    }
+    return WSE_EPOLICY;
+  }
+  if ((rc = accept_resp(a, cfg, u, resp)) < 0) {
+    sess_free(a, h);
+    u->status = fail(a, resp, 500, NULL, "internal error");
+    return rc;
+  }
+  return h;
+}
+
+int wse_app_open(wse_app_t *a, uint32_t h, uint64_t now_ms) {
+  wse_session_t *s = wse_app_session(a, h);
+  wse_ctx_t c;
+  if (!s || is_open(s)) return s ? WSE_EINVAL : WSE_ENOTFOUND;
+  s->wse__flags |= F_OPEN;
+  if (s->room_len && room_link(a, s)) return s->room_len = 0, WSE_ENOMEM;
+  ctx_init(&c, a, s, K_WS, now_ms);
+  c.dirty = 1;
+  const wse_route_t *rt = &a->routes[s->route].r;
+  if (rt->on_open) rt->on_open(&c);
+  return finish(&c);
+}
+
+int wse_app_message(wse_app_t *a, uint32_t h, unsigned opcode,
+                    const uint8_t *p, size_t n, uint64_t now_ms) {
+  wse_session_t *s = wse_app_session(a, h);
+  wse_ctx_t c;
+  if (!is_open(s)) return WSE_ENOTFOUND;
+  if (bad_payload(opcode, p, n)) return WSE_EINVAL;
+  s->last_seen_ms = now_ms;
+  a->st.messages_in++;
+  a->st.bytes_in += n;
+  ctx_init(&c, a, s, K_WS, now_ms);
+  const wse_route_t *rt = &a->routes[s->route].r;
+  if (rt->on_message) rt->on_message(&c, opcode, p ? p : (const uint8_t *)"", n);
+  return finish(&c);
+}
+
+int wse_app_close(wse_app_t *a, uint32_t h, unsigned code,
+                  const uint8_t *reason, size_t n, uint64_t now_ms) {
+  wse_session_t *s = wse_app_session(a, h);
+  wse_ctx_t c;
+  if (!s) return WSE_ENOTFOUND;
+  const wse_route_t *rt = &a->routes[s->route].r;
+  if (is_open(s) && rt->on_close) {
+    ctx_init(&c, a, s, K_WS, now_ms);
+    rt->on_close(&c, code, reason ? reason : (const uint8_t *)"", n);
+  }
+  sess_free(a, (int32_t)h);
+  return WSE_OK;
+}
+
+int wse_app_error(wse_app_t *a, uint32_t h, int err, uint64_t now_ms) {
+  wse_session_t *s = wse_app_session(a, h);
+  wse_ctx_t c;
+  if (!s) return WSE_ENOTFOUND;
+  const wse_route_t *rt = &a->routes[s->route].r;
+  ctx_init(&c, a, s, K_WS, now_ms);
+  if (rt->on_error) rt->on_error(&c, err);
+  return finish(&c);
+}
+
+int wse_app_http(wse_app_t *a, const wse_request_t *req, const uint8_t *body,
+                 size_t n, uint64_t now_ms, wse_response_t *resp) {
+  wse_params_t prm;
+  wse_str_t path = path_of(req->target);
+  char allow[128];
+  wse__jw_t w = {allow, 0, sizeof allow - 3};
+  wse__jw_lit(&w, "Allow: ");
+  for (size_t i = 0; i < a->n_http; i++) {
+    const wse_http_route_t *r = &a->http[i];
+    size_t mn = wse__strlen(r->method);
+    if (!match(r->pattern, path, &prm)) continue;
+    if (req->method.n == mn && wse__memeq(req->method.p, r->method, mn)) {
+      wse_ctx_t c;
+      ctx_init(&c, a, NULL, K_HTTP, now_ms);
+      c.user = r->user;
+      r->handler(&c, req, &prm, body ? body : (const uint8_t *)"", n);
+      if (!c.status) return fail(a, resp, 500, NULL, "no response");
+      resp->status = c.status;
+      resp->headers = resp->body = a->rbuf;
+      resp->headers_len = 0;
+      resp->body_len = c.body_n;
+      return c.status;
+    }
+    if (w.n > 7) wse__jw_lit(&w, ", ");
+    wse__jw_raw(&w, r->method, mn);
+  }
+  if (w.n > 7) {
+    wse__jw_lit(&w, "\r\n");
+    allow[w.n <= w.cap ? w.n : 0] = 0;
+    return fail(a, resp, 405, allow, "method not allowed");
+  }
+  int ri = match_ws(a, req->target, &prm);
+  if (ri < 0) return fail(a, resp, 404, NULL, "not found");
+  if (!wse_is_upgrade_request(req))
+    return fail(a, resp, 400, NULL, "This endpoint requires a WebSocket upgrade");
+  wse_upgrade_t u;
+  if (wse_upgrade_validate(route_cfg(a, ri), req, &u) != WSE_OK)
+    return fail_upgrade(a, resp, &u);
+  /* a valid upgrade belongs in wse_app_upgrade: the host called us wrongly */
+  return fail(a, resp, 500, NULL, "upgrade request passed to wse_app_http");
+}
+
+long wse_app_restore(wse_app_t *a, const uint8_t *const *att,
+                     const size_t *lens, size_t n, int32_t *handles,
+                     uint64_t now_ms) {
+  uint8_t ub[WSE_USERDATA_MAX];
+  wse_session_t t;
+  long done = 0;
+  (void)now_ms;
+  a->st.restores++;
+  for (size_t i = 0; i < n; i++) {
+    int32_t h = wse_attachment_decode(att[i], lens[i], &t, ub);
+    if (h == WSE_OK && t.route >= a->n_routes) h = WSE_ATT_EFIELD;
+    if (h == WSE_OK) h = sess_new(a, &t.id);
+    if (h >= 0) {
+      wse_session_t *s = &a->s[h];
+      uint8_t *user = t.user_len ? wse__alloc(&a->a, t.user_len) : NULL;
+      s->route = t.route;
+      s->room_len = t.room_len;
+      s->name_len = t.name_len;
+      wse__memcpy(s->room, t.room, t.room_len);
+      wse__memcpy(s->name, t.name, t.name_len);
+      s->joined_at_ms = t.joined_at_ms;
+      s->last_seen_ms = t.last_seen_ms;
+      s->restored = 1;
+      s->wse__flags = F_OPEN;
+      if ((t.user_len && !user) || (s->room_len && room_link(a, s))) {
+        wse__free(&a->a, user, t.user_len);
+        sess_free(a, h);
+        h = WSE_ENOMEM;
+      } else {
+        if (user) wse__memcpy(user, ub, t.user_len);
+        s->user = user;
+        s->user_len = t.user_len;
+        done++;
+      }
+    }
+    handles[i] = h;
+  }
+  a->st.restored += (uint64_t)done;
+  return done;
+}
+
+void wse_app_stats(const wse_app_t *a, wse_app_stats_t *out) { *out = a->st; }
+
+/* ---- HTTP helpers ----------------------------------------------------- */
+
+long wse_query_param(wse_str_t t, const char *key, char *out, size_t cap) {
+  size_t i = 0, kn = wse__strlen(key);
+  while (i < t.n && t.p[i] != '?' && t.p[i] != '#') i++;
+  while (i < t.n && t.p[i] != '#') { /* at '?' or '&' */
+    size_t st = ++i, eq;
+    while (i < t.n && t.p[i] != '&' && t.p[i] != '#') i++;
+    for (eq = st; eq < i && t.p[eq] != '=';) eq++;
+    if (eq - st != kn || !wse__memeq(t.p + st, key, kn)) continue;
+    size_t o = 0;
+    for (size_t j = eq + 1; j < i; j++) {
+      uint8_t c = (uint8_t)t.p[j];
+      if (c == '+') c = ' ';
+      else if (c == '%') {
+        unsigned v = 0;
+        for (int k = 0; k < 2; k++) {
+          uint8_t d = j + 1 < i ? wse__lower((uint8_t)t.p[++j]) : 0;
+          if (d >= '0' && d <= '9') v = v * 16 + d - '0';
+          else if (d >= 'a' && d <= 'f') v = v * 16 + d - 'a' + 10;
+          else return -2;
+        }
+        c = (uint8_t)v;
+      }
+      if (o == cap) return -2;
+      out[o++] = (char)c;
+    }
+    return (long)o;
+  }
+  return -1;
+}
+
+static const char *reason_phrase(int s) {
+  static const struct { short code; char text[22]; } t[] = {
+      {101, "Switching Protocols"}, {200, "OK"},
+      {201, "Created"},             {204, "No Content"},
+      {400, "Bad Request"},         {401, "Unauthorized"},
+      {403, "Forbidden"},           {404, "Not Found"},
+      {405, "Method Not Allowed"},  {409, "Conflict"},
+      {413, "Content Too Large"},   {426, "Upgrade Required"},
+      {429, "Too Many Requests"},   {500, "Internal Server Error"},
+      {502, "Bad Gateway"},         {503, "Service Unavailable"}};
+  for (size_t i = 0; i < sizeof t / sizeof t[0]; i++)
+    if (t[i].code == s) return t[i].text;
+  return "Unknown";
+}
+
+long wse_response_write(const wse_response_t *r, char *buf, size_t cap) {
+  wse__jw_t w = {buf, 0, cap};
+  const char *rp = reason_phrase(r->status);
+  wse__jw_lit(&w, "HTTP/1.1 ");
+  wse__jw_u64(&w, (uint64_t)(r->status > 0 ? r->status : 0));
+  wse__jw_lit(&w, " ");
+  wse__jw_raw(&w, rp, wse__strlen(rp));
+  wse__jw_lit(&w, "\r\n");
+  wse__jw_raw(&w, r->headers, r->headers_len);
+  if (r->status != 101) {
+    if (r->body_len) wse__jw_lit(&w, "Content-Type: application/json\r\n");
+    wse__jw_lit(&w, "Content-Length: ");
+    wse__jw_u64(&w, r->body_len);
+    wse__jw_lit(&w, "\r\n");
+  }
+  wse__jw_lit(&w, "\r\n");
+  wse__jw_raw(&w, r->body, r->body_len);
+  return w.n <= cap ? (long)w.n : WSE_ENOSPC;
+}
