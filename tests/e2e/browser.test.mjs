@@ -101,6 +101,14 @@ for (const t of targets) {
       const line = await a.locator('#log li', { hasText: evil }).first().textContent();
       assert.ok(line.includes('Bo "<b>":'), `${T} sender name shown as text: ${line}`);
 
+      // "/to ID text" sends a direct message: the addressee sees it marked as direct.
+      const adaId = await a.evaluate(() => window.wsedgeChat.selfId);
+      await b.getByLabel('Message', { exact: true }).fill(`/to ${adaId} just for you`);
+      await b.getByLabel('Message', { exact: true }).press('Enter');
+      await a.locator('#log li.direct', { hasText: 'just for you' }).waitFor();
+      assert.match(await a.locator('#log li.direct').last().textContent(), /Bo "<b>" \(direct to you\):just for you/);
+      await b.locator('#log li.direct.self', { hasText: 'just for you' }).waitFor();
+
       // State is shown as text; the log is a polite live region.
       assert.equal(await a.locator('#state').textContent(), 'open');
       assert.equal(await a.locator('#log').getAttribute('aria-live'), 'polite');
@@ -118,6 +126,21 @@ for (const t of targets) {
       assert.deepEqual(await b.evaluate(() => window.__states), ['closed', 'connecting', 'open', 'closed'],
         `${T} page B's connection states`);
       assert.deepEqual([...a.errors, ...b.errors], [], `${T} page errors`);
+    });
+
+    test(`${T} a join the server refuses is reported, not retried`, async () => {
+      const page = await openPage('page');
+      // U+0085 (a C1 control) passes the page's own checks; the app refuses it (400).
+      await page.getByLabel('Room').fill(`br-${runTag}-${++seq}`);
+      await page.getByLabel('Your name').fill('bad\u0085name');
+      await page.locator('#join').click();
+      await page.locator('#log li.error', { hasText: 'Could not join' }).waitFor();
+      assert.equal(await page.locator('#state').textContent(), 'closed');
+      assert.deepEqual(await page.evaluate(() => window.__states), ['closed', 'connecting', 'closed'],
+        `${T} states after a refused join`);
+      assert.equal(await page.evaluate(() => window.wsedgeChat.socket), null);
+      assert.equal(await page.locator('#join').isEnabled(), true);
+      assert.deepEqual(page.errors, [], `${T} page errors`);
     });
 
     test(`${T} page reconnects with backoff after its socket drops`, async () => {
