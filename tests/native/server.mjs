@@ -227,7 +227,10 @@ export async function rawWs(port, target = '/ws', { headers = {}, pipelined = nu
         if (ended) return null;
         const left = end - Date.now();
         if (left <= 0) throw new Error('timed out waiting for a frame');
-        await new Promise((r) => { waiter = r; setTimeout(r, left); });
+        await new Promise((r) => {
+          const t = setTimeout(r, left);
+          waiter = () => { clearTimeout(t); r(); };
+        });
       }
     },
     /** Skip frames until a Close; resolves { code, reason, skipped }. */
