@@ -148,9 +148,12 @@ static int32_t ws_connect(wse_app_t *app, const char *target, uint8_t seed,
   return r < 0 ? r : h;
 }
 
+/* Payloads and bodies reach the app against a PROT_NONE guard page. */
 static int ws_text(wse_app_t *app, int32_t h, const char *s, uint64_t now) {
-  return wse_app_message(app, (uint32_t)h, WSE_OP_TEXT, (const uint8_t *)s,
-                         strlen(s), now);
+  guard_t g = guard_copy(s, strlen(s));
+  int r = wse_app_message(app, (uint32_t)h, WSE_OP_TEXT, g.data, strlen(s), now);
+  guard_free(&g);
+  return r;
 }
 
 static int http(wse_app_t *app, const char *method, const char *target,
@@ -158,8 +161,11 @@ static int http(wse_app_t *app, const char *method, const char *target,
   req_t q;
   req_init(&q, method, target);
   req_hdr(&q, "Host", "example.com");
-  return wse_app_http(app, &q.r, (const uint8_t *)body, body ? strlen(body) : 0,
-                      5000, resp);
+  size_t n = body ? strlen(body) : 0;
+  guard_t g = guard_copy(body, n);
+  int st = wse_app_http(app, &q.r, body ? g.data : NULL, n, 5000, resp);
+  guard_free(&g);
+  return st;
 }
 
 /* ---- a counting, size-checking allocator -------------------------------- */
@@ -171,35 +177,35 @@ typedef struct counting {
 } counting_t;
 
 /* Each block carries its size in a 16-byte prefix. */
-static void *c_wrap(void *raw, size_t n) {
+static inline void *c_wrap(void *raw, size_t n) {
   if (!raw) return NULL;
   memcpy(raw, &n, sizeof n);
   return (uint8_t *)raw + 16;
 }
-static void *c_raw(counting_t *c, void *p, size_t n) {
+static inline void *c_raw(counting_t *c, void *p, size_t n) {
   size_t had;
   uint8_t *raw = (uint8_t *)p - 16;
   memcpy(&had, raw, sizeof had);
   if (had != n) c->bad_sizes++;
   return raw;
 }
-static int c_fails(counting_t *c) {
+static inline int c_fails(counting_t *c) {
   c->allocs++;
   return c->fail_at && c->allocs == c->fail_at;
 }
-static void *c_alloc(void *ud, size_t n) {
+static inline void *c_alloc(void *ud, size_t n) {
   counting_t *c = ud;
   if (c_fails(c)) return NULL;
   c->live++;
   return c_wrap(malloc(n + 16), n);
 }
-static void *c_realloc(void *ud, void *p, size_t o, size_t n) {
+static inline void *c_realloc(void *ud, void *p, size_t o, size_t n) {
   counting_t *c = ud;
   if (c_fails(c)) return NULL;
   if (!p) return c->live++, c_wrap(malloc(n + 16), n);
   return c_wrap(realloc(c_raw(c, p, o), n + 16), n);
 }
-static void c_free(void *ud, void *p, size_t n) {
+static inline void c_free(void *ud, void *p, size_t n) {
   counting_t *c = ud;
   if (!p) return;
   c->frees++, c->live--;

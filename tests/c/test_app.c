@@ -71,7 +71,8 @@ static void probe_message(wse_ctx_t *c, unsigned op, const uint8_t *p, size_t n)
     last_rc = wse_sid_parse(r, WSE_SID_LEN, &id);
     if (!last_rc) last_rc = wse_send_to(c, &id, WSE_OP_TEXT, r + 23, rn - 23);
   } else if (starts(p, n, "close:", &r, &rn)) {
-    unsigned code = (unsigned)atoi(r);
+    snprintf(tmp, sizeof tmp, "%.*s", (int)(rn < 8 ? rn : 8), r); /* bounded */
+    unsigned code = (unsigned)atoi(tmp);
     const char *colon = memchr(r, ':', rn);
     last_rc = wse_close(c, code, colon ? colon + 1 : NULL,
                         colon ? rn - (size_t)(colon + 1 - r) : 0);
