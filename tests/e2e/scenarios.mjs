@@ -11,6 +11,7 @@
 // does happen under wrangler dev instead of what the core answers.
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import net from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import WebSocket from 'ws';
@@ -423,6 +424,17 @@ export function registerScenarios(t) {
     for (const c of open) if (c.ws.readyState === WebSocket.OPEN) c.ws.close(1000);
     await Promise.all(open.map((c) => c.waitClosed().catch(() => c.ws.terminate())));
   };
+
+  suite('chat page', () => {
+    it('GET / serves worker/chat.html byte for byte', async () => {
+      const res = await fetch(t.baseUrl + '/', { signal: AbortSignal.timeout(WAIT_MS) });
+      assert.equal(res.status, 200);
+      assert.match(res.headers.get('content-type') || '', /^text\/html/);
+      const body = Buffer.from(await res.arrayBuffer());
+      const file = readFileSync(new URL('../../worker/chat.html', import.meta.url));
+      assert.ok(body.equals(file), `${T} GET / differs from worker/chat.html (${body.length} vs ${file.length} bytes; rebuild?)`);
+    });
+  });
 
   suite('echo (/ws)', () => {
     after(closeAll);
