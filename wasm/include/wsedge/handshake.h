@@ -29,7 +29,8 @@ typedef struct wse_request {
 } wse_request_t;
 
 /* One permessage-deflate offer (RFC 7692 §7.1). -1 = parameter absent,
- * 0 = present without value (client_max_window_bits only). */
+ * 0 = present without value (client_max_window_bits only). The two
+ * *_no_context_takeover flags are 1 when present, so test them with > 0. */
 typedef struct wse_deflate_params {
   int server_no_context_takeover;
   int client_no_context_takeover;
