@@ -78,8 +78,23 @@ class Target {
 
   /** Starts once; later calls return the same promise. */
   start() {
-    if (!this.started) this.started = this.#start();
+    if (!this.started) this.started = this.#startRetrying();
     return this.started;
+  }
+
+  // A free port can be taken by another process between our probe and the
+  // child's bind (other suites run on this machine): retry that case once.
+  async #startRetrying() {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await this.#start();
+      } catch (e) {
+        if (attempt >= 2 || !/EADDRINUSE|address already in use/i.test(this.tail.join('\n'))) throw e;
+        this.child = null;
+        this.exit = null;
+        this.tail = [];
+      }
+    }
   }
 
   #log(chunk) {
