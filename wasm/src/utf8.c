@@ -3,8 +3,9 @@
  * 6-bit offsets) rejects on the exact byte where a sequence becomes
  * impossible: C0/C1/F5..FF at once, E0 80 at the 80, ED A0 at the A0, F4 90
  * at the 90. Runs of ASCII are skipped 8 bytes at a time while the state is
- * at a character boundary. The state value is the current state's bit
- * offset, so ACCEPT is 0 as the header promises. */
+ * at a character boundary, and natively on x86-64 long runs of any text go
+ * through an AVX2 block validator first (below). The state value is the
+ * current state's bit offset, so ACCEPT is 0 as the header promises. */
 #include "internal.h"
 
 #define UTF8_REJECT 6u /* bit offset of the sticky reject state */
