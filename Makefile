@@ -173,7 +173,7 @@ valgrind: native
 	WSE_VALGRIND=1 node --test --test-concurrency=1 tests/native/
 
 soak: native
-	WSE_SOAK=1 node --test tests/hardening/soak.test.mjs
+	ulimit -n $$(ulimit -Hn) && WSE_SOAK=1 node --test tests/hardening/soak.test.mjs
 
 # ---- run ------------------------------------------------------------------
 .PHONY: dev serve
