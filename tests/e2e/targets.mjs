@@ -47,16 +47,40 @@ async function probe(url) {
 // Process groups we started and have not reaped yet: killed with SIGKILL if
 // this process exits without stopping them (a crashed test file).
 const live = new Set();
+const tmpDirs = new Set();
 function killLive() {
   for (const pgid of live) {
     try { process.kill(-pgid, 'SIGKILL'); } catch { /* already gone */ }
   }
   live.clear();
+  for (const dir of tmpDirs) rmSync(dir, { recursive: true, force: true });
+  tmpDirs.clear();
 }
 process.on('exit', killLive);
 for (const [sig, n] of [['SIGINT', 2], ['SIGTERM', 15], ['SIGHUP', 1]]) {
   process.once(sig, () => { killLive(); process.exit(128 + n); });
 }
+
+// Runs argv[2..] in its own process group (it is the leader, spawned
+// detached), relays its exit code (128+n for signal n), ignores SIGTERM so the
+// command's own exit code is kept, and SIGKILLs the group if the test process
+// (argv[1]) goes away (also removing $WSE_E2E_TMPDIR): a test runner killed
+// by a signal or a broken pipe then leaves nothing running.
+const WATCHDOG = `
+const { spawn } = require('node:child_process');
+const { constants } = require('node:os');
+const parent = Number(process.argv[1]);
+const child = spawn(process.argv[2], process.argv.slice(3), { stdio: 'inherit' });
+child.on('error', (e) => { console.error('cannot spawn ' + process.argv[2] + ': ' + e.message); process.exit(127); });
+child.on('exit', (code, sig) => process.exit(code ?? 128 + (constants.signals[sig] || 0)));
+process.on('SIGTERM', () => {});
+setInterval(() => {
+  if (process.ppid === parent) return;
+  try { process.kill(child.pid, 'SIGKILL'); } catch {}
+  if (process.env.WSE_E2E_TMPDIR) require('node:fs').rmSync(process.env.WSE_E2E_TMPDIR, { recursive: true, force: true });
+  try { process.kill(-process.pid, 'SIGKILL'); } catch {}
+}, 300);
+`;
 
 function groupAlive(pgid) {
   try { process.kill(-pgid, 0); return true; } catch { return false; }
@@ -114,7 +138,9 @@ class Target {
     const { cmd, args, env, cwd, healthPath, timeoutMs, precheck } = await this.opts.prepare(this);
     if (precheck) precheck();
     this.cmdline = [cmd, ...args].join(' ');
-    const child = spawn(cmd, args, {
+    // The group leader is a small watchdog that runs the command in its
+    // group and kills the group if this process dies without stopping it.
+    const child = spawn(process.execPath, ['-e', WATCHDOG, String(process.pid), cmd, ...args], {
       cwd, env: { ...process.env, ...env }, detached: true, stdio: ['ignore', 'pipe', 'pipe'],
     });
     this.child = child;
@@ -194,7 +220,8 @@ const workers = new Target('workers', {
     // Fresh local state per run: Durable Object storage from `make dev`
     // sessions must not leak into the suite (and vice versa).
     const persist = mkdtempSync(path.join(os.tmpdir(), 'wsedge-e2e-wrangler-'));
-    t.cleanup.push(() => rmSync(persist, { recursive: true, force: true }));
+    tmpDirs.add(persist);
+    t.cleanup.push(() => { rmSync(persist, { recursive: true, force: true }); tmpDirs.delete(persist); });
     const config = process.env.WSE_E2E_WRANGLER_CONFIG;
     return {
       cmd: 'npx',
@@ -202,6 +229,7 @@ const workers = new Target('workers', {
         '--inspector-port', String(inspector), '--show-interactive-dev-session=false',
         '--persist-to', persist, ...(config ? ['--config', config] : [])],
       env: {
+        WSE_E2E_TMPDIR: persist,        // removed by the watchdog if we die
         CLOUDFLARE_CF_FETCH_ENABLED: 'false',
         WRANGLER_SEND_METRICS: 'false',
         WRANGLER_HIDE_BANNER: 'true',   // the banner runs an npm update check
