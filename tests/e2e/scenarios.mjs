@@ -2,9 +2,9 @@
 // (native server, Worker under wrangler dev). Every describe and test name
 // starts with "[native]" or "[workers]", so a failure names its target.
 //
-// Frames are compared byte for byte: chat events are rebuilt with
-// JSON.stringify in the protocol's key order from the ids/ts the server
-// chose, and compared with the raw frame text.
+// Frames are compared byte for byte: chat events are rebuilt (wire(): the
+// core's JSON escaping) in the protocol's key order from the ids/ts the
+// server chose, and compared with the raw frame text.
 //
 // The one legitimate difference between the targets is declared once, in
 // UPGRADE_CASES (see WRANGLER_PROXY): for those cases the suite asserts what
@@ -19,7 +19,6 @@ import WebSocket from 'ws';
 const WAIT_MS = 8000;          // bound on any single wait for a frame/event
 const ID_RE = /^[A-Za-z0-9_-]{22}$/;
 const GUID = '258EAFA5-E914-47DA-95CA-C5AB0DC85B11';
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 /** The exact bytes the core writes for a JSON value: JSON.stringify (same
  * key order, raw non-ASCII, \n \r \t \" \\ short escapes, other controls as
@@ -740,4 +739,4 @@ export function registerScenarios(t) {
   });
 }
 
-export { connect, join, rawHttp, upgradeRequest, http, freshRoom, UPGRADE_CASES, sleep };
+export { connect, join, rawHttp, upgradeRequest, http, freshRoom, wire, UPGRADE_CASES };
