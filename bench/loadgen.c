@@ -9,7 +9,12 @@
  *
  * Masks come from a wyrand generator seeded per thread by getrandom(2): a
  * syscall per frame would make the client, not the server, the thing being
- * measured. Keys use getrandom(2) directly. */
+ * measured. Keys use getrandom(2) directly.
+ *
+ * --deflate offers permessage-deflate (RFC 7692) with client_no_context_takeover:
+ * every client message is compressed on its own (echo payloads are
+ * compressed once at start), every compressed server message is inflated
+ * with the connection's persistent inflater and verified like any other. */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <errno.h>
@@ -30,6 +35,7 @@
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
+#include <zlib.h>
 
 #ifndef IP_BIND_ADDRESS_NO_PORT
 #define IP_BIND_ADDRESS_NO_PORT 24
@@ -207,7 +213,7 @@ static struct opts {
   char path[512];
   int conns, inflight, size, threads, concurrency, senders, window;
   double duration, warmup, settle, setup_timeout;
-  int raw, text, idle_echo, open_conc, src_addrs;
+  int raw, text, idle_echo, open_conc, src_addrs, deflate;
   int server_pids[8], n_server_pids;
   double server_cores;
   const char *label;
@@ -226,6 +232,8 @@ static void usage(void) {
     "  --warmup SEC (1)  --settle SEC (broadcast/idle: 1)  --threads T (1)\n"
     "  --concurrency C (connect: 50)  --senders K (broadcast: 2)\n"
     "  --window W (broadcast: messages in flight per sender, 32)\n"
+    "  --deflate (offer permessage-deflate; compressible word-like payloads;\n"
+    "  the run fails if the server declines)\n"
     "  --text (echo with text frames)  --raw (plain TCP echo peer: no handshake,\n"
     "  the same masked frames echoed back as-is)  --idle-echo 0|1 (1: one echo per\n"
     "  idle conn before measuring)  --open-concurrency N (64)\n"
@@ -277,6 +285,7 @@ static void parse_args(int argc, char **argv) {
     else if (!strcmp(a, "--senders")) O.senders = atoi(ARG());
     else if (!strcmp(a, "--window")) O.window = atoi(ARG());
     else if (!strcmp(a, "--text")) O.text = 1;
+    else if (!strcmp(a, "--deflate")) O.deflate = 1;
     else if (!strcmp(a, "--raw")) O.raw = 1;
     else if (!strcmp(a, "--idle-echo")) O.idle_echo = atoi(ARG());
     else if (!strcmp(a, "--open-concurrency")) O.open_conc = atoi(ARG());
@@ -308,6 +317,7 @@ static void parse_args(int argc, char **argv) {
     if (O.window < 1 || O.window > 4096) die("--window 1..4096");
   }
   if (O.raw && O.scen != SC_ECHO && O.scen != SC_IDLE) die("--raw only for echo and idle");
+  if (O.raw && O.deflate) die("--raw and --deflate exclude each other");
   if (O.scen == SC_IDLE && O.idle_echo && O.size < 1) O.size = 32;
   if (O.open_conc < 1) O.open_conc = 1;
   if (O.src_addrs < 1 || O.src_addrs > 250) O.src_addrs = 1;
@@ -377,9 +387,9 @@ static int g_open_limit;       /* connections with idx below it may open */
 enum { C_FREE, C_CONNECTING, C_HANDSHAKE, C_OPEN, C_CLOSING, C_WAIT_EOF, C_DEAD };
 
 typedef struct stats {
-  uint64_t msgs, bytes, cycles, deliveries, completed;
+  uint64_t msgs, bytes, cycles, deliveries, completed, wire_in, wire_out, compressed_in;
   uint64_t e_connect, e_handshake, e_accept, e_proto, e_verify, e_order, e_self,
-      e_lost, e_server_close, e_close_timeout;
+      e_lost, e_server_close, e_close_timeout, e_deflate;
   uint64_t text_ignored, pings;
   unsigned last_server_close_code;
   hist_t h;
@@ -399,7 +409,9 @@ typedef struct conn {
   uint32_t wlen, woff, wcap;
   uint8_t *frag;           /* fragmented message being reassembled */
   uint32_t flen, fcap;
-  uint8_t frag_op, dirty;
+  uint8_t frag_op, dirty, frag_z, pmd; /* pmd: permessage-deflate negotiated */
+  z_stream *inf;           /* inflater for the server's messages */
+  z_stream *def;           /* broadcast senders: deflater, reset per message */
   uint64_t t0;             /* connect scenario: cycle start */
   uint64_t tw;             /* when we began waiting for the server's FIN */
   uint64_t sent, recvd;    /* echo */
@@ -423,6 +435,8 @@ typedef struct thr {
   int nsenders;
   uint8_t *rbuf;
   size_t rcap;
+  uint8_t *zbuf;           /* inflate/deflate output */
+  size_t zcap;
   rng_t rng;
   conn_t *dirty;
   int ready_count;
@@ -434,6 +448,8 @@ static thr_t *T;
 static uint8_t *PAT;       /* random pattern, size + 512 bytes */
 static size_t PATN;
 static bsender_t *BS;      /* O.senders entries */
+static uint8_t *ZPAT[251]; /* --deflate echo: compressed pattern slices */
+static size_t ZPATN[251];
 static struct sockaddr_in SA;
 static const char *REQ_SEP; /* "?" or "&" before the broadcast member name */
 
@@ -470,11 +486,11 @@ static void mark_dirty(conn_t *c) {
 }
 
 /* Masked client frame of `op` carrying p[0..n), appended to c->wbuf. */
-static void put_frame(conn_t *c, unsigned op, const uint8_t *p, size_t n) {
+static void put_frame_rsv(conn_t *c, unsigned op, int rsv1, const uint8_t *p, size_t n) {
   wreserve(c, n + 14);
   uint8_t *o = c->wbuf + c->wlen;
   size_t h;
-  o[0] = (uint8_t)(0x80 | op);
+  o[0] = (uint8_t)(0x80 | (rsv1 ? 0x40 : 0) | op);
   if (n < 126) { o[1] = (uint8_t)(0x80 | n); h = 2; }
   else if (n < 65536) { o[1] = 0x80 | 126; o[2] = (uint8_t)(n >> 8); o[3] = (uint8_t)n; h = 4; }
   else { o[1] = 0x80 | 127; for (int k = 0; k < 8; k++) o[2 + k] = (uint8_t)((uint64_t)n >> (56 - 8 * k)); h = 10; }
@@ -495,6 +511,75 @@ static void put_frame(conn_t *c, unsigned op, const uint8_t *p, size_t n) {
   mark_dirty(c);
 }
 
+static void put_frame(conn_t *c, unsigned op, const uint8_t *p, size_t n) {
+  put_frame_rsv(c, op, 0, p, n);
+}
+
+static void zgrow(thr_t *t, size_t need) {
+  if (need <= t->zcap) return;
+  size_t nc = t->zcap ? t->zcap : 65536;
+  while (nc < need) nc *= 2;
+  t->zbuf = realloc(t->zbuf, nc);
+  if (!t->zbuf) die("out of memory");
+  t->zcap = nc;
+}
+
+/* Raw deflate of p[0..n) as one permessage-deflate message (tail 00 00 ff ff
+ * stripped) into *out (malloc'd or t->zbuf). Returns the length. */
+static size_t deflate_msg(z_stream *z, thr_t *t, const uint8_t *p, size_t n, uint8_t **out) {
+  size_t cap = deflateBound(z, (uLong)n) + 16, have;
+  uint8_t *b;
+  if (t) { zgrow(t, cap); b = t->zbuf; } else b = xmalloc(cap);
+  z->next_in = (Bytef *)(uintptr_t)p;
+  z->avail_in = (uInt)n;
+  z->next_out = b;
+  z->avail_out = (uInt)cap;
+  if (deflate(z, Z_SYNC_FLUSH) != Z_OK || z->avail_in) die("deflate failed");
+  have = cap - z->avail_out;
+  if (have < 4 || memcmp(b + have - 4, "\0\0\xff\xff", 4)) die("deflate: no sync tail");
+  deflateReset(z); /* client_no_context_takeover */
+  *out = b;
+  return have - 4;
+}
+
+static z_stream *new_deflater(void) {
+  z_stream *z = xcalloc(1, sizeof *z);
+  if (deflateInit2(z, Z_DEFAULT_COMPRESSION, Z_DEFLATED, -15, 8, Z_DEFAULT_STRATEGY) != Z_OK) die("deflateInit2");
+  return z;
+}
+
+/* Inflate one compressed message (payload + the stripped 00 00 ff ff) with
+ * the connection's inflater into t->zbuf. Returns its length or -1. */
+static long inflate_msg(conn_t *c, const uint8_t *p, size_t n) {
+  static const uint8_t tail[4] = {0, 0, 0xff, 0xff};
+  thr_t *t = c->t;
+  z_stream *z = c->inf;
+  size_t have = 0;
+  int step = 0;
+  z->next_in = (Bytef *)(uintptr_t)p;
+  z->avail_in = (uInt)n;
+  zgrow(t, n * 4 + 1024);
+  for (;;) {
+    if (z->avail_in == 0 && step == 0) {
+      z->next_in = (Bytef *)(uintptr_t)tail;
+      z->avail_in = 4;
+      step = 1;
+    }
+    if (have == t->zcap) {
+      if (t->zcap >= (64u << 20)) return -1;
+      zgrow(t, t->zcap * 2);
+    }
+    z->next_out = t->zbuf + have;
+    z->avail_out = (uInt)(t->zcap - have);
+    int r = inflate(z, Z_SYNC_FLUSH);
+    have = t->zcap - z->avail_out;
+    if (r == Z_STREAM_END) { inflateReset(z); if (z->avail_in == 0 && step == 1) break; continue; }
+    if (r != Z_OK && r != Z_BUF_ERROR) return -1;
+    if (z->avail_in == 0 && step == 1 && z->avail_out != 0) break;
+    if (r == Z_BUF_ERROR && z->avail_out != 0) return -1; /* no progress */
+  }
+  return (long)have;
+}
 static void put_close(conn_t *c, unsigned code) {
   uint8_t pl[2] = {(uint8_t)(code >> 8), (uint8_t)code};
   put_frame(c, 0x8, pl, 2);
@@ -504,7 +589,14 @@ static void unmask(uint8_t *p, size_t n, const uint8_t m[4]) {
   for (size_t i = 0; i < n; i++) p[i] ^= m[i & 3];
 }
 
+static void conn_free_z(conn_t *c) {
+  if (c->inf) { inflateEnd(c->inf); free(c->inf); c->inf = NULL; }
+  if (c->def) { deflateEnd(c->def); free(c->def); c->def = NULL; }
+  c->pmd = 0;
+}
+
 static void conn_free_bufs(conn_t *c) {
+  conn_free_z(c);
   free(c->pend); c->pend = NULL; c->plen = c->pcap = 0;
   free(c->wbuf); c->wbuf = NULL; c->wlen = c->woff = c->wcap = 0;
   free(c->frag); c->frag = NULL; c->flen = c->fcap = 0;
@@ -520,6 +612,7 @@ static void conn_close(conn_t *c, int newstate) {
   c->state = (uint8_t)newstate;
   c->epout = 0;
   c->plen = 0;
+  conn_free_z(c);
   c->wlen = c->woff = 0;
   c->flen = 0;
   if (O.scen != SC_CONNECT) {
@@ -537,7 +630,11 @@ static void conn_lost(conn_t *c) {
 static int flush(conn_t *c) {
   while (c->woff < c->wlen) {
     ssize_t w = send(c->fd, c->wbuf + c->woff, c->wlen - c->woff, MSG_NOSIGNAL);
-    if (w > 0) { c->woff += (uint32_t)w; continue; }
+    if (w > 0) {
+      c->woff += (uint32_t)w;
+      if (measuring()) c->t->st.wire_out += (uint64_t)w;
+      continue;
+    }
     if (w < 0 && errno == EINTR) continue;
     if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
       if (!c->epout) ep_mod(c, 1);
@@ -567,7 +664,8 @@ static void send_request(conn_t *c) {
   int n = snprintf((char *)c->wbuf + c->wlen, c->wcap - c->wlen,
                    "GET %s%s HTTP/1.1\r\nHost: %s:%d\r\nUpgrade: websocket\r\n"
                    "Connection: Upgrade\r\nSec-WebSocket-Key: %s\r\n"
-                   "Sec-WebSocket-Version: 13\r\n\r\n", O.path, name, O.host, O.port, key);
+                   "Sec-WebSocket-Version: 13\r\n%s\r\n", O.path, name, O.host, O.port, key,
+                   O.deflate ? "Sec-WebSocket-Extensions: permessage-deflate; client_no_context_takeover\r\n" : "");
   c->wlen += (uint32_t)n;
   c->state = C_HANDSHAKE;
   mark_dirty(c);
@@ -575,18 +673,30 @@ static void send_request(conn_t *c) {
 
 /* ------------------------------------------------------- scenario logic */
 
-static const uint8_t *pat_at(uint64_t k) { return PAT + (k % 251); }
+/* Payload k: one of 251 slices of PAT. Plain runs use overlapping slices
+ * (offset k % 251); --deflate runs use disjoint ones, so a compressor with
+ * context takeover sees different text in every message, as in a real chat. */
+static size_t PSTRIDE = 1;
+static const uint8_t *pat_at(uint64_t k) { return PAT + (k % 251) * PSTRIDE; }
 
 static void echo_send(conn_t *c) {
   uint64_t s = c->sent++;
   c->ts[s % (uint64_t)O.inflight] = c->t->now;
-  put_frame(c, O.text ? 0x1 : 0x2, pat_at(s), (size_t)O.size);
+  if (c->pmd) put_frame_rsv(c, O.text ? 0x1 : 0x2, 1, ZPAT[s % 251], ZPATN[s % 251]);
+  else put_frame(c, O.text ? 0x1 : 0x2, pat_at(s), (size_t)O.size);
 }
 
 static void on_open(conn_t *c) {
   thr_t *t = c->t;
   t->opening--;
   c->state = C_OPEN;
+  if (c->pmd) {
+    c->inf = xcalloc(1, sizeof *c->inf);
+    if (inflateInit2(c->inf, -15) != Z_OK) die("inflateInit2");
+    if (O.scen == SC_BROADCAST)
+      for (int i = 0; i < t->nsenders; i++)
+        if (t->senders[i]->c == c) c->def = new_deflater();
+  }
   if (O.scen == SC_CONNECT) {
     put_close(c, 1000);
     c->state = C_CLOSING;
@@ -686,7 +796,13 @@ static void bsend_topup(thr_t *t) {
       uint64_t ts = now_ns();
       memcpy(p, &sid, 4); memcpy(p + 4, &seq, 8); memcpy(p + 12, &ts, 8);
       memcpy(p + 20, pat_at(seq * 7 + sid), (size_t)O.size - 20);
-      put_frame(c, 0x2, p, (size_t)O.size);
+      if (c->pmd) {
+        uint8_t *z;
+        size_t zn = deflate_msg(c->def, c->t, p, (size_t)O.size, &z);
+        put_frame_rsv(c, 0x2, 1, z, zn);
+      } else {
+        put_frame(c, 0x2, p, (size_t)O.size);
+      }
       if (p != msg) free(p);
     }
   }
@@ -709,6 +825,52 @@ static int has_token(const char *v, size_t n, const char *tok) {
     size_t e = i;
     while (e > s && (v[e - 1] == ' ' || v[e - 1] == '\t')) e--;
     if (e - s == tl && !strncasecmp(v + s, tok, tl)) return 1;
+  }
+  return 0;
+}
+
+/* The server's answer to our offer "permessage-deflate;
+ * client_no_context_takeover" (RFC 7692 §7.1): one extension, parameters
+ * from its set only, no duplicates, server_max_window_bits 8..15, and no
+ * client_max_window_bits (not offered). Returns 0 when acceptable. */
+static int check_pmd(const char *v, size_t n) {
+  if (memchr(v, ',', n)) return -1;
+  size_t i = 0, seen = 0;
+  int first = 1;
+  while (i <= n) {
+    size_t st = i;
+    while (i < n && v[i] != ';') i++;
+    size_t a = st, b = i;
+    while (a < b && (v[a] == ' ' || v[a] == '\t')) a++;
+    while (b > a && (v[b - 1] == ' ' || v[b - 1] == '\t')) b--;
+    const char *t = v + a;
+    size_t tl = b - a;
+    if (first) {
+      if (tl != 18 || strncasecmp(t, "permessage-deflate", 18)) return -1;
+      first = 0;
+    } else if (tl == 26 && !strncasecmp(t, "server_no_context_takeover", 26)) {
+      if (seen & 1) return -1;
+      seen |= 1;
+    } else if (tl == 26 && !strncasecmp(t, "client_no_context_takeover", 26)) {
+      if (seen & 2) return -1;
+      seen |= 2;
+    } else if (tl > 22 && !strncasecmp(t, "server_max_window_bits", 22)) {
+      const char *e = t + 22;
+      size_t el = tl - 22;
+      while (el && (*e == ' ' || *e == '=')) { e++; el--; }
+      if (el && *e == '"' && el >= 2 && e[el - 1] == '"') { e++; el -= 2; }
+      if (!el || el > 2 || (seen & 4)) return -1;
+      int bits = 0;
+      for (size_t k = 0; k < el; k++) {
+        if (e[k] < '0' || e[k] > '9') return -1;
+        bits = bits * 10 + (e[k] - '0');
+      }
+      if (bits < 8 || bits > 15) return -1;
+      seen |= 4;
+    } else {
+      return -1;
+    }
+    i++;
   }
   return 0;
 }
@@ -736,10 +898,20 @@ static int check_response(conn_t *c, const char *p, size_t n) {
     else if (nl == 10 && ieq_prefix(s, nl, "connection")) conn = has_token(v, vl, "upgrade");
     else if (nl == 20 && ieq_prefix(s, nl, "sec-websocket-accept")) {
       acc = vl == 28 && !memcmp(v, c->accept, 28);
-    } else if (nl == 24 && ieq_prefix(s, nl, "sec-websocket-extensions")) ext = 1;
+    } else if (nl == 24 && ieq_prefix(s, nl, "sec-websocket-extensions")) {
+      if (ext || !O.deflate || check_pmd(v, vl)) ext = -1; /* unasked, repeated or bad */
+      else ext = 1;
+    }
   }
   if (!acc) c->t->st.e_accept++; /* missing or wrong */
-  return up && conn && acc && !ext ? 0 : -1;
+  if (O.deflate && ext != 1) {
+    c->t->st.e_deflate++;
+    if (c->t->st.e_deflate == 1)
+      fprintf(stderr, "loadgen: %s\n", ext ? "bad permessage-deflate response" : "server declined permessage-deflate");
+    return -1;
+  }
+  c->pmd = ext == 1;
+  return up && conn && acc && ext >= 0 ? 0 : -1;
 }
 
 /* Handle complete frames in buf[0..n); returns bytes consumed or -1 when
@@ -763,7 +935,9 @@ static long parse_frames(conn_t *c, uint8_t *buf, size_t n) {
       for (int k = 0; k < 8; k++) len = len << 8 | buf[off + 2 + k];
       h = 10;
     }
-    if ((b0 & 0x70) || (masked && !O.raw) || len > (64u << 20)) {
+    int rsv1 = (b0 & 0x40) != 0;
+    if ((b0 & 0x30) || (rsv1 && (!c->pmd || op == 0x0 || op >= 0x8)) ||
+        (masked && !O.raw) || len > (64u << 20)) {
       t->st.e_proto++;
       conn_lost(c);
       return -1;
@@ -797,10 +971,17 @@ static long parse_frames(conn_t *c, uint8_t *buf, size_t n) {
     if (op != 0x0 && op != 0x1 && op != 0x2) { t->st.e_proto++; conn_lost(c); return -1; }
     if (op == 0x0 ? !c->frag_op : !!c->frag_op) { t->st.e_proto++; conn_lost(c); return -1; }
     if (fin && op) {
-      on_message(c, op, p, (size_t)len);
+      if (rsv1) {
+        long m = inflate_msg(c, p, (size_t)len);
+        if (m < 0) { t->st.e_deflate++; conn_lost(c); return -1; }
+        if (measuring()) t->st.compressed_in++;
+        on_message(c, op, t->zbuf, (size_t)m);
+      } else {
+        on_message(c, op, p, (size_t)len);
+      }
       continue;
     }
-    if (op) c->frag_op = (uint8_t)op;
+    if (op) { c->frag_op = (uint8_t)op; c->frag_z = (uint8_t)rsv1; }
     if (c->flen + len > c->fcap) {
       size_t nc = c->fcap ? c->fcap : 4096;
       while (nc < c->flen + len) nc *= 2;
@@ -811,7 +992,14 @@ static long parse_frames(conn_t *c, uint8_t *buf, size_t n) {
     memcpy(c->frag + c->flen, p, (size_t)len);
     c->flen += (uint32_t)len;
     if (fin) {
-      on_message(c, c->frag_op, c->frag, c->flen);
+      if (c->frag_z) {
+        long m = inflate_msg(c, c->frag, c->flen);
+        if (m < 0) { t->st.e_deflate++; conn_lost(c); return -1; }
+        if (measuring()) t->st.compressed_in++;
+        on_message(c, c->frag_op, t->zbuf, (size_t)m);
+      } else {
+        on_message(c, c->frag_op, c->frag, c->flen);
+      }
       c->frag_op = 0;
       c->flen = 0;
     }
@@ -889,6 +1077,7 @@ static void on_readable(conn_t *c) {
     return;
   }
   have += (size_t)r;
+  if (measuring()) t->st.wire_in += (uint64_t)r;
   long used = consume(c, t->rbuf, have);
   if (used < 0) return;
   size_t left = have - (size_t)used;
@@ -1092,11 +1281,36 @@ int main(int argc, char **argv) {
 
   REQ_SEP = strchr(O.path, '?') ? "&" : "?";
 
-  PATN = (size_t)O.size + 512;
+  if (O.deflate) PSTRIDE = (size_t)O.size + 13;
+  PATN = 251 * PSTRIDE + (size_t)O.size + 512;
   PAT = xmalloc(PATN);
   fill_random(PAT, PATN);
-  if (O.text)
+  if (O.deflate) {
+    /* chat-like text: random words from a small vocabulary compress the way
+     * real messages do (random bytes would not compress at all) */
+    static const char *const W[] = {
+      "the", "room", "message", "hello", "world", "edge", "durable", "object", "socket", "send",
+      "chat", "user", "name", "type", "text", "and", "is", "to", "of", "a", "in", "we", "you",
+      "that", "it", "for", "on", "with", "this", "are", "be", "at", "or", "from", "join", "left",
+      "\"type\":\"message\"", "\"name\":", "\"text\":", "{", "}", "ok", "yes", "no", "later",
+      "tomorrow", "today", "deploy", "wrangler", "worker", "native", "server", "fast", "small"};
+    rng_t r;
+    fill_random(&r.s, sizeof r.s);
+    size_t i = 0;
+    while (i < PATN) {
+      const char *w = W[rng_next(&r) % (sizeof W / sizeof *W)];
+      for (size_t k = 0; w[k] && i < PATN; k++) PAT[i++] = (uint8_t)w[k];
+      if (i < PATN) PAT[i++] = ' ';
+    }
+  } else if (O.text) {
     for (size_t i = 0; i < PATN; i++) PAT[i] = (uint8_t)('a' + PAT[i] % 26);
+  }
+  if (O.deflate && (O.scen == SC_ECHO || O.scen == SC_IDLE)) {
+    z_stream *z = new_deflater();
+    for (int k = 0; k < 251; k++) ZPATN[k] = deflate_msg(z, NULL, pat_at((uint64_t)k), (size_t)O.size, &ZPAT[k]);
+    deflateEnd(z);
+    free(z);
+  }
 
   T = xcalloc((size_t)O.threads, sizeof *T);
   conn_t *conns = xcalloc((size_t)O.conns, sizeof *conns);
@@ -1208,13 +1422,17 @@ int main(int argc, char **argv) {
     S.e_proto += s->e_proto; S.e_verify += s->e_verify; S.e_order += s->e_order;
     S.e_self += s->e_self; S.e_lost += s->e_lost; S.e_server_close += s->e_server_close;
     S.e_close_timeout += s->e_close_timeout; S.text_ignored += s->text_ignored; S.pings += s->pings;
+    S.e_deflate += s->e_deflate; S.wire_in += s->wire_in; S.wire_out += s->wire_out;
+    S.compressed_in += s->compressed_in;
     if (s->last_server_close_code) S.last_server_close_code = s->last_server_close_code;
     hmerge(&S.h, &s->h);
   }
   /* Errors that make a figure wrong. Close timeouts at STOP are reported but
    * do not invalidate a throughput figure; in connect they are cycles lost. */
-  uint64_t hard_err = S.e_handshake + S.e_proto + S.e_verify + S.e_order + S.e_self + S.e_lost;
+  uint64_t hard_err = S.e_handshake + S.e_proto + S.e_verify + S.e_order + S.e_self + S.e_lost + S.e_deflate;
   if (O.scen == SC_CONNECT) hard_err += S.e_connect;
+  if (S.e_deflate && (!fail || !strcmp(fail, "connections failed during setup")))
+    fail = "permessage-deflate declined or answered wrongly by the server";
   if (!fail && hard_err) fail = "protocol or verification errors";
 
   double value = 0;
@@ -1254,16 +1472,26 @@ int main(int argc, char **argv) {
     printf(",\"idle_echo\":%d,\"rss_before_kb\":%ld,\"rss_mid_kb\":%ld,\"rss_after_kb\":%ld,\"kb_per_conn\":%.3f,\"kb_per_conn_marginal\":%.3f",
            O.idle_echo, rss0, rss_mid, rss1, kb_per_conn, kb_marginal);
   if (O.scen != SC_CONNECT) printf(",\"setup_s\":%.3f", setup_s);
+  printf(",\"deflate\":%d", O.deflate);
+  if (wall > 0 && O.scen != SC_CONNECT) {
+    /* bytes on the wire per message (frames, headers, masks included) */
+    double nm = (double)(O.scen == SC_BROADCAST ? S.deliveries : S.msgs);
+    double ns = (double)(O.scen == SC_BROADCAST ? S.completed : S.msgs);
+    printf(",\"wire_in_bytes\":%llu,\"wire_out_bytes\":%llu,\"compressed_in\":%llu",
+           (unsigned long long)S.wire_in, (unsigned long long)S.wire_out, (unsigned long long)S.compressed_in);
+    if (nm > 0) printf(",\"wire_in_per_msg\":%.1f", (double)S.wire_in / nm);
+    if (ns > 0) printf(",\"wire_out_per_msg\":%.1f", (double)S.wire_out / ns);
+  }
   if (wall > 0) {
     printf(",\"wall_s\":%.3f,\"client_cpu\":%.3f,\"server_cpu\":%.3f,\"bound\":\"%s\"", wall, cfrac, sfrac, bound);
     printf(",\"lat_us\":{\"n\":%llu,\"p50\":%.1f,\"p99\":%.1f,\"p999\":%.1f,\"max\":%.1f}",
            (unsigned long long)S.h.n, hq(&S.h, 0.5) / 1e3, hq(&S.h, 0.99) / 1e3, hq(&S.h, 0.999) / 1e3, (double)S.h.max / 1e3);
   }
-  printf(",\"errors\":{\"connect\":%llu,\"handshake\":%llu,\"accept\":%llu,\"protocol\":%llu,\"verify\":%llu,\"order\":%llu,\"self\":%llu,\"lost\":%llu,\"server_close\":%llu,\"close_timeout\":%llu}",
+  printf(",\"errors\":{\"connect\":%llu,\"handshake\":%llu,\"accept\":%llu,\"protocol\":%llu,\"verify\":%llu,\"order\":%llu,\"self\":%llu,\"lost\":%llu,\"server_close\":%llu,\"close_timeout\":%llu,\"deflate\":%llu}",
          (unsigned long long)S.e_connect, (unsigned long long)S.e_handshake, (unsigned long long)S.e_accept,
          (unsigned long long)S.e_proto, (unsigned long long)S.e_verify, (unsigned long long)S.e_order,
          (unsigned long long)S.e_self, (unsigned long long)S.e_lost, (unsigned long long)S.e_server_close,
-         (unsigned long long)S.e_close_timeout);
+         (unsigned long long)S.e_close_timeout, (unsigned long long)S.e_deflate);
   if (S.last_server_close_code) printf(",\"last_server_close_code\":%u", S.last_server_close_code);
   printf("}\n");
   fflush(stdout);

@@ -29,7 +29,7 @@ if (flag("--help")) {
   --rounds N           rounds per (scenario, server), default 3
   --duration S         measured seconds per run, default 5
   --servers LIST       subset of wsedge,bun,node,tcp (default: all available)
-  --scenarios LIST     subset of echo32,echo4k,connect,broadcast,idle
+  --scenarios LIST     subset of echo32,echo4k,connect,broadcast,idle,echo-deflate,broadcast-deflate
   --no-edge            skip the wrangler dev benchmark
   --edge-only          only the wrangler dev benchmark
   --out FILE           results file (default bench/RESULTS.md)`);
@@ -89,8 +89,8 @@ function pinned(cpu, cmd, args) {
 const logFd = () => fs.openSync(SERVER_LOG, "a");
 
 // Start a server; resolve { child, pid, port } once its port accepts.
-async function startServer(def, port) {
-  const [cmd, args] = pinned(SERVER_CPU, def.cmd, def.args(port));
+async function startServer(def, port, deflate) {
+  const [cmd, args] = pinned(SERVER_CPU, def.cmd, def.args(port, deflate));
   const fd = logFd();
   fs.writeSync(fd, `\n==== ${new Date().toISOString()} ${def.name}: ${cmd} ${args.join(" ")}\n`);
   const child = spawn(cmd, args, { cwd: def.cwd || ROOT, stdio: ["ignore", fd, fd], env: { ...process.env, ...(def.env || {}) } });
@@ -181,19 +181,19 @@ const SERVERS = {
   },
   bun: {
     name: "bun", title: "Bun (uWebSockets)", cmd: BUN,
-    args: (p) => [path.join(ROOT, "bench/peers/bun_server.js"), String(p)],
+    args: (p, deflate) => [path.join(ROOT, "bench/peers/bun_server.js"), String(p), ...(deflate ? ["deflate"] : [])],
     available: () => fs.existsSync(BUN),
   },
   node: {
     name: "node", title: "Node ws", cmd: process.execPath, cwd: path.join(ROOT, "bench"),
-    args: (p) => [path.join(ROOT, "bench/peers/node_ws_server.mjs"), String(p)],
+    args: (p, deflate) => [path.join(ROOT, "bench/peers/node_ws_server.mjs"), String(p), ...(deflate ? ["deflate"] : [])],
     available: () => fs.existsSync(path.join(ROOT, "bench/node_modules/ws")),
   },
   tcp: {
     name: "tcp", title: "raw TCP echo (C)", cmd: path.join(ROOT, "build/bench/tcp_echo"), raw: true,
     args: (p) => [String(p)],
     available: () => fs.existsSync(path.join(ROOT, "build/bench/tcp_echo")),
-    only: ["echo32", "echo4k", "idle"],
+    only: ["echo32", "echo4k", "idle"], // no WebSocket, so no compression either
   },
 };
 let WSEDGE_EXTRA = [];
@@ -227,6 +227,15 @@ const SCENARIOS = {
     args: (s) => ["idle", "--url", `ws://127.0.0.1:${s.port}/ws`, "--conns", String(N_IDLE), "--settle", QUICK ? "0.5" : "1",
       "--open-concurrency", "128"],
     target: { abs: 1.0, text: "≤ 1 KB per connection" },
+  },
+  "echo-deflate": {
+    title: "Echo with permessage-deflate, 100 connections × 1 KiB chat-like text × 4 in flight", unit: "msgs/s", higher: true, deflate: true,
+    args: (s) => ["echo", "--deflate", "--text", "--url", `ws://127.0.0.1:${s.port}/ws`, "--conns", "100", "--inflight", "4", "--size", "1024", ...common()],
+  },
+  "broadcast-deflate": {
+    title: `Broadcast with permessage-deflate, ${N_BCAST} members, 2 senders × 512 B chat-like binary (window 32 per sender)`, unit: "deliveries/s", higher: true, deflate: true,
+    args: (s) => ["broadcast", "--deflate", "--url", `ws://127.0.0.1:${s.port}/chat/bench`, "--conns", String(N_BCAST), "--senders", "2",
+      "--window", "32", "--size", "512", "--settle", QUICK ? "0.3" : "1", ...common()],
   },
 };
 
@@ -275,7 +284,7 @@ async function runNative(results) {
         const port = await freePort();
         let srv;
         try {
-          srv = await startServer(def, port);
+          srv = await startServer(def, port, !!S.deflate);
         } catch (e) {
           record(results, sc, def.name, { ok: false, error: String(e.message || e) }, round);
           continue;
@@ -391,7 +400,8 @@ function report(results, V) {
       const tot = (f) => s.runs.reduce((a, x) => a + (x.net?.[f] || 0), 0);
       if (tot("rto") || tot("drops")) notes.push(`**noise**: ${tot("rto")} TCP retransmission timeouts, ${tot("drops")} backlog drops during these runs`);
       if (sc === "idle" && r.kb_per_conn_marginal >= 0) notes.push(`marginal ${r.kb_per_conn_marginal.toFixed(2)} KB (growth from ${N_IDLE / 10} to ${N_IDLE} conns); RSS ${r.rss_before_kb} → ${r.rss_after_kb} KB`);
-      if (sc === "broadcast" && r.messages_per_s) notes.push(`${fmt(r.messages_per_s)} msgs/s fanned out`);
+      if (sc.startsWith("broadcast") && r.messages_per_s) notes.push(`${fmt(r.messages_per_s)} msgs/s fanned out`);
+      if (S.deflate && r.wire_in_per_msg) notes.push(`wire per msg: ${r.wire_out_per_msg} B sent, ${r.wire_in_per_msg} B received`);
       const vals = s.runs.filter((x) => x.ok).map((x) => fmt(x.value, S.unit)).join(", ");
       if (s.runs.length > 1) notes.push(`runs: ${vals}`);
       L.push(`| ${title} | ${fmt(s.value, S.unit)} | ${ratio} |${lat ? ` ${l} |` : ""} ${sc === "idle" ? "—" : pct(r.server_cpu)} | ${sc === "idle" ? "—" : pct(r.client_cpu)} | ${notes.join("; ")} |`);
@@ -421,6 +431,7 @@ function report(results, V) {
 function escapeMd(s) { return String(s || "").replace(/\|/g, "\\|").slice(0, 200); }
 
 function targetLine(S, sums) {
+  if (!S.target) return "No target: reported for CPU and bytes on the wire (issue 9). Compression as each server does it: Bun compresses every send/publish, ws with threshold 64 B, wsedge with its defaults; the client offers permessage-deflate with client_no_context_takeover.";
   const w = sums.wsedge;
   if (!w || !w.ok) return `Target: ${[S.target?.text, S.target2?.text].filter(Boolean).join("; ")} — not measured (wsedge ${w ? "failed" : "not run"}).`;
   const parts = [];

@@ -19,10 +19,10 @@ function listen(server) {
 }
 
 // A ws server whose per-connection behaviour is `onConn(ws, room)`.
-async function wsServer(onConn) {
+async function wsServer(onConn, perMessageDeflate = false) {
   const rooms = new Map();
   const server = http.createServer();
-  const wss = new WebSocketServer({ server, perMessageDeflate: false });
+  const wss = new WebSocketServer({ server, perMessageDeflate });
   wss.on("connection", (ws, req) => {
     const room = req.url.startsWith("/chat/") ? req.url.split("?")[0] : null;
     if (room) {
@@ -74,6 +74,35 @@ const cases = [
     name: "correct connect passes", expect: "ok",
     server: () => wsServer(() => {}),
     args: (p) => ["connect", "--url", `ws://127.0.0.1:${p}/ws`, "--concurrency", "5"],
+  },
+  {
+    name: "compressed echo passes (ws, context takeover)", expect: "ok",
+    server: () => wsServer((ws) => ws.on("message", (d, bin) => ws.send(d, { binary: bin })), { threshold: 0 }),
+    args: (p) => ["echo", "--deflate", "--text", "--url", `ws://127.0.0.1:${p}/ws`, "--conns", "4", "--size", "1024", "--inflight", "4"],
+  },
+  {
+    name: "compressed broadcast passes", expect: "ok",
+    server: () => wsServer(relayOthers, { threshold: 0 }),
+    args: (p) => ["broadcast", "--deflate", "--url", `ws://127.0.0.1:${p}/chat/x`, "--conns", "10", "--size", "512", "--settle", "0.2"],
+  },
+  {
+    name: "a declined permessage-deflate offer fails the run", expect: "deflate",
+    server: () => wsServer((ws) => ws.on("message", (d, bin) => ws.send(d, { binary: bin }))),
+    args: (p) => ["echo", "--deflate", "--url", `ws://127.0.0.1:${p}/ws`, "--conns", "2"],
+  },
+  {
+    name: "a permessage-deflate parameter we did not offer is refused", expect: "deflate",
+    server: async () => {
+      const s = net.createServer((sock) => sock.once("data", (d) => {
+        const key = /sec-websocket-key:\s*(\S+)/i.exec(d.toString())[1];
+        const acc = crypto.createHash("sha1").update(key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11").digest("base64");
+        sock.write("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
+          `Sec-WebSocket-Accept: ${acc}\r\nSec-WebSocket-Extensions: permessage-deflate; client_max_window_bits=10\r\n\r\n`);
+      }));
+      const port = await listen(s);
+      return { port, close: () => s.close() };
+    },
+    args: (p) => ["echo", "--deflate", "--url", `ws://127.0.0.1:${p}/ws`, "--conns", "2"],
   },
   {
     name: "wrong Sec-WebSocket-Accept is refused", expect: "handshake",

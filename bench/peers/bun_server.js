@@ -1,10 +1,12 @@
 // bun_server.js — Bun (uWebSockets underneath) peer for bench/: the idiomatic
-// Bun.serve WebSocket server. Usage: bun bun_server.js PORT
+// Bun.serve WebSocket server. Usage: bun bun_server.js PORT [deflate]
+// With "deflate": perMessageDeflate on and every send/publish compressed.
 //   /ws          echo (text stays text, binary stays binary)
 //   /chat/:room  room via Bun's pub/sub: binary relayed as-is to the other
 //                members (ws.publish excludes the sender), text broadcast as
 //                JSON {"type":"message",...} to every member incl. the sender.
 const port = Number(process.argv[2]);
+const deflate = process.argv[3] === "deflate";
 if (!Number.isInteger(port) || port <= 0) {
   console.error("usage: bun bun_server.js PORT");
   process.exit(2);
@@ -29,18 +31,18 @@ const server = Bun.serve({
   },
   websocket: {
     maxPayloadLength: 16 * 1024 * 1024,
-    perMessageDeflate: false,
+    perMessageDeflate: deflate,
     open(ws) {
       if (ws.data.room) ws.subscribe(ws.data.room);
     },
     message(ws, msg) {
       const { room, name } = ws.data;
       if (!room) {
-        ws.send(msg);
+        ws.send(msg, deflate);
       } else if (typeof msg === "string") {
-        server.publish(room, JSON.stringify({ type: "message", name, text: msg }));
+        server.publish(room, JSON.stringify({ type: "message", name, text: msg }), deflate);
       } else {
-        ws.publish(room, msg);
+        ws.publish(room, msg, deflate);
       }
     },
     close(ws) {

@@ -1,5 +1,7 @@
 // node_ws_server.mjs — Node + npm `ws` peer for bench/: the idiomatic ws
-// server (noServer + http upgrade). Usage: node node_ws_server.mjs PORT
+// server (noServer + http upgrade). Usage: node node_ws_server.mjs PORT [deflate]
+// With "deflate": perMessageDeflate on, threshold 64 B (wsedge's default; ws's
+// own default of 1024 would leave the benchmark's 512 B messages uncompressed).
 //   /ws          echo (text stays text, binary stays binary)
 //   /chat/:room  room kept in a Set: binary relayed as-is to the other
 //                members, text broadcast as JSON {"type":"message",...} to
@@ -9,13 +11,14 @@ import http from "node:http";
 import { WebSocketServer, WebSocket } from "ws";
 
 const port = Number(process.argv[2]);
+const deflate = process.argv[3] === "deflate";
 if (!Number.isInteger(port) || port <= 0) {
   console.error("usage: node node_ws_server.mjs PORT");
   process.exit(2);
 }
 
 const rooms = new Map(); // room name -> Set<WebSocket>
-const wss = new WebSocketServer({ noServer: true, perMessageDeflate: false, maxPayload: 16 * 1024 * 1024 });
+const wss = new WebSocketServer({ noServer: true, perMessageDeflate: deflate ? { threshold: 64 } : false, maxPayload: 16 * 1024 * 1024 });
 
 const server = http.createServer((req, res) => {
   res.writeHead(404, { "content-type": "application/json" });
