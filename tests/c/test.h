@@ -5,6 +5,10 @@
 #ifndef WSE_TEST_H
 #define WSE_TEST_H
 
+#ifndef _DEFAULT_SOURCE
+#define _DEFAULT_SOURCE /* MAP_ANONYMOUS under -D_POSIX_C_SOURCE */
+#endif
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
