@@ -641,15 +641,12 @@ void wse_app_free(wse_app_t *a) {
     next = b->next;
     wse__free(&al, b, sizeof *b + b->cap);
   }
-  wse__free(&al, a->routes, a->cap_routes * sizeof *a->routes);
-  wse__free(&al, a->http, a->cap_http * sizeof *a->http);
-  wse__free(&al, a->s, a->cap_s * sizeof *a->s);
-  wse__free(&al, a->sb, a->sb_n * sizeof *a->sb);
-  wse__free(&al, a->rm, a->cap_rm * sizeof *a->rm);
-  wse__free(&al, a->rb, a->rb_n * sizeof *a->rb);
-  wse__free(&al, a->act, a->cap_act * sizeof *a->act);
-  wse__free(&al, a->rbuf, a->rbuf_cap);
-  wse__free(&al, a, sizeof *a);
+  void *p[] = {a->routes, a->http, a->s, a->sb, a->rm, a->rb, a->act, a->rbuf, a};
+  size_t n[] = {a->cap_routes * sizeof *a->routes, a->cap_http * sizeof *a->http,
+                a->cap_s * sizeof *a->s, a->sb_n * sizeof *a->sb,
+                a->cap_rm * sizeof *a->rm, a->rb_n * sizeof *a->rb,
+                a->cap_act * sizeof *a->act, a->rbuf_cap, sizeof *a};
+  for (size_t i = 0; i < sizeof p / sizeof *p; i++) wse__free(&al, p[i], n[i]);
 }
 
 /* An error response: status, extra headers, {"error":msg}. */
@@ -911,14 +908,10 @@ long wse_query_param(wse_str_t t, const char *key, char *out, size_t cap) {
       uint8_t c = (uint8_t)t.p[j];
       if (c == '+') c = ' ';
       else if (c == '%') {
-        unsigned v = 0;
-        for (int k = 0; k < 2; k++) {
-          uint8_t d = j + 1 < i ? wse__lower((uint8_t)t.p[++j]) : 0;
-          if (d >= '0' && d <= '9') v = v * 16 + d - '0';
-          else if (d >= 'a' && d <= 'f') v = v * 16 + d - 'a' + 10;
-          else return -2;
-        }
+        int v = i - j > 2 ? wse__hex2(t.p + j + 1) : -1;
+        if (v < 0) return -2;
         c = (uint8_t)v;
+        j += 2;
       }
       if (o == cap) return -2;
       out[o++] = (char)c;

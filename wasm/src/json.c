@@ -63,15 +63,24 @@ static int jeat(jr_t *r, uint8_t c) {
   return 0;
 }
 
-static int hex4(jr_t *r, uint32_t *u) {
-  if (r->n - r->i < 4) return 0;
-  *u = 0;
-  for (int k = 0; k < 4; k++) {
-    uint8_t c = wse__lower(r->p[r->i++]);
-    uint32_t d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10u : 16;
-    if (d > 15) return 0;
-    *u = *u << 4 | d;
+int wse__hex2(const char *p) {
+  int v = 0;
+  for (int k = 0; k < 2; k++) {
+    uint8_t c = wse__lower((uint8_t)p[k]);
+    int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+    if (d < 0) return -1;
+    v = v << 4 | d;
   }
+  return v;
+}
+
+static int hex4(jr_t *r, uint32_t *u) {
+  int hi, lo;
+  if (r->n - r->i < 4 || (hi = wse__hex2((const char *)r->p + r->i)) < 0 ||
+      (lo = wse__hex2((const char *)r->p + r->i + 2)) < 0)
+    return 0;
+  r->i += 4;
+  *u = (uint32_t)(hi << 8 | lo);
   return 1;
 }
 

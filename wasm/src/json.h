@@ -21,6 +21,9 @@ void wse__jw_raw(wse__jw_t *w, const char *s, size_t n);
 void wse__jw_str(wse__jw_t *w, const char *s, size_t n);
 void wse__jw_u64(wse__jw_t *w, uint64_t v);
 
+/* Two hex digits (any case) at p[0..2) as a byte, or -1. */
+int wse__hex2(const char *p);
+
 /* Parse p[0..n) as one object {"key":"string",...} (JSON whitespace allowed
  * around tokens). keys[0..nkeys) are the accepted names; vals[i] gets the
  * decoded value of keys[i] (p == NULL when absent). Decoded text goes to
