@@ -97,6 +97,8 @@ static size_t queued(const wsn_conn_t *c) {
   return (c->wr ? c->wr->len - c->wr->off : 0) + (c->out ? c->out->len : 0);
 }
 
+static void conn_flush(wsn_thread_t *t, wsn_conn_t *c);
+
 /* Unbounded append (responses, our Close frame). */
 static int out_put(wsn_thread_t *t, wsn_conn_t *c, const void *p, size_t n) {
   wsn_obuf_t *o = c->out;
@@ -125,8 +127,17 @@ static int out_put(wsn_thread_t *t, wsn_conn_t *c, const void *p, size_t n) {
 int wsn_conn_append(wsn_thread_t *t, wsn_conn_t *c, const uint8_t *p, size_t n) {
   size_t q = queued(c);
   if (q && (c->flags & WSN_F_WS_INIT) &&
-      q + n > c->u.ws.cfg->max_write_buffer_size)
-    return -1;
+      q + n > c->u.ws.cfg->max_write_buffer_size) {
+    /* Corking batches a whole callback's output: before calling the peer
+     * slow, hand what we hold to the kernel (rare path, so the syscall under
+     * the app lock is acceptable). Only what the kernel refuses counts. */
+    if (!c->wr && c->out) {
+      conn_flush(t, c);
+      if (c->state == WSN_ST_DEAD) return -2;
+      q = queued(c);
+    }
+    if (q && q + n > c->u.ws.cfg->max_write_buffer_size) return -1;
+  }
   return out_put(t, c, p, n);
 }
 
@@ -144,12 +155,11 @@ static void slow_consumer(wsn_thread_t *t, wsn_conn_t *c) {
 void wsn_conn_deliver(wsn_thread_t *t, wsn_conn_t *c, const uint8_t *p,
                       size_t n) {
   if (c->state != WSN_ST_WS) return;
-  if (wsn_conn_append(t, c, p, n) < 0) slow_consumer(t, c);
+  if (wsn_conn_append(t, c, p, n) == -1) slow_consumer(t, c);
 }
 
 /* ---- flushing ----------------------------------------------------------------- */
 
-static void conn_flush(wsn_thread_t *t, wsn_conn_t *c);
 
 static void on_shutdown(uv_shutdown_t *req, int status) {
   wsn_conn_t *c = (wsn_conn_t *)req->handle;
@@ -360,7 +370,7 @@ static void send_pong(wsn_thread_t *t, wsn_conn_t *c, const uint8_t *p, size_t n
   uint8_t f[WSE_FRAME_HEADER_MAX + 125];
   size_t h = wse_frame_write_header(f, 1, 0, WSE_OP_PONG, n, NULL);
   memcpy(f + h, p, n);
-  if (wsn_conn_append(t, c, f, h + n) < 0) slow_consumer(t, c);
+  if (wsn_conn_append(t, c, f, h + n) == -1) slow_consumer(t, c);
 }
 
 static void ws_feed(wsn_thread_t *t, wsn_conn_t *c, uint8_t *p, size_t n) {
@@ -730,7 +740,7 @@ void wsn_conn_tick(wsn_thread_t *t, wsn_conn_t *c, uint32_t now) {
     } else if (cfg->ping_interval_s && now - c->last_rx_s >= cfg->ping_interval_s &&
                now - c->last_ping_s >= cfg->ping_interval_s) {
       c->last_ping_s = now;
-      if (wsn_conn_append(t, c, ping_frame, sizeof ping_frame) < 0)
+      if (wsn_conn_append(t, c, ping_frame, sizeof ping_frame) == -1)
         slow_consumer(t, c);
     }
     break;
