@@ -53,6 +53,23 @@ const SERVER_CPU = "0";
 const CLIENT_CPU = "1";
 
 // ---------------------------------------------------------------- helpers
+// Every process we start, so an interrupted run stops exactly those (a
+// process group for wrangler dev, which starts workerd), never by name.
+const LIVE = new Map(); // pid -> { group }
+function track(child, group = false) {
+  LIVE.set(child.pid, { group });
+  child.once("exit", () => LIVE.delete(child.pid));
+}
+function killLive() {
+  for (const [pid, { group }] of LIVE) {
+    try { process.kill(group ? -pid : pid, "SIGKILL"); } catch { /* gone */ }
+  }
+}
+for (const [sig, n] of [["SIGINT", 2], ["SIGTERM", 15], ["SIGHUP", 1]]) {
+  process.once(sig, () => { console.error(`bench: ${sig}, stopping the processes it started`); killLive(); process.exit(128 + n); });
+}
+process.on("exit", killLive);
+
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const median = (xs) => {
   const s = [...xs].sort((a, b) => a - b);
@@ -94,6 +111,7 @@ async function startServer(def, port, deflate) {
   const fd = logFd();
   fs.writeSync(fd, `\n==== ${new Date().toISOString()} ${def.name}: ${cmd} ${args.join(" ")}\n`);
   const child = spawn(cmd, args, { cwd: def.cwd || ROOT, stdio: ["ignore", fd, fd], env: { ...process.env, ...(def.env || {}) } });
+  track(child);
   fs.closeSync(fd);
   let exited = null;
   child.once("exit", (code, sig) => { exited = { code, sig }; });
@@ -146,6 +164,7 @@ function loadgen(args, hardSeconds) {
   return new Promise((resolve) => {
     const [cmd, a] = pinned(CLIENT_CPU, LOADGEN, args);
     const child = spawn(cmd, a, { stdio: ["ignore", "pipe", "pipe"] });
+    track(child);
     let out = "", err = "";
     child.stdout.on("data", (d) => (out += d));
     child.stderr.on("data", (d) => (err += d));
@@ -319,7 +338,7 @@ async function runEdge(results) {
   const mod = await import(edgeRun);
   results.edge = await mod.runEdge({
     root: ROOT, rounds: ROUNDS, duration: DURATION, warmup: WARMUP, quick: QUICK,
-    loadgen, freePort, canConnect, pinned, stopServer, serverLog: SERVER_LOG, sleep,
+    loadgen, freePort, canConnect, pinned, stopServer, serverLog: SERVER_LOG, sleep, track,
     SERVER_CPU, CLIENT_CPU, median, log: (m) => console.error(m),
   });
 }

@@ -46,6 +46,7 @@ async function startWrangler(c, round) {
     env: { ...process.env, CLOUDFLARE_CF_FETCH_ENABLED: "false", WRANGLER_SEND_METRICS: "false",
       WRANGLER_HIDE_BANNER: "true", NO_COLOR: "1", FORCE_COLOR: "0" },
   });
+  c.track(child, true);
   fs.closeSync(fd);
   let exited = null;
   child.once("exit", (code, sig) => { exited = { code, sig }; });
