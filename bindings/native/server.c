@@ -302,9 +302,19 @@ static void thread_close_handles(wsn_thread_t *t) {
   }
 }
 
-/* Called when the thread's last connection is gone. */
+/* A stopping thread whose last connection is gone produces nothing more,
+ * but another thread may still be about to uv_async_send it (a wake for an
+ * item queued before our sessions ended). So async handles close only once
+ * every thread is idle: the last one to get there wakes them all. */
 static void maybe_stopped(wsn_thread_t *t) {
-  if (t->stopping && t->n_conns == 0) thread_close_handles(t);
+  if (!t->stopping || t->n_conns != 0 || t->idle) return;
+  t->idle = 1;
+  uv_timer_stop(&t->tick);
+  wsn_server_t *srv = t->srv;
+  if (atomic_fetch_add(&srv->n_idle, 1) + 1 == srv->nthreads) {
+    atomic_store(&srv->all_idle, 1);
+    for (int i = 0; i < srv->nthreads; i++) uv_async_send(&srv->threads[i].async);
+  }
 }
 
 void wsn_thread_conn_gone(wsn_thread_t *t) {
@@ -326,6 +336,10 @@ static void begin_stop(wsn_thread_t *t) {
 
 static void on_async(uv_async_t *a) {
   wsn_thread_t *t = a->loop->data;
+  if (atomic_load(&t->srv->all_idle)) {
+    thread_close_handles(t); /* the loop ends */
+    return;
+  }
   int sd = atomic_load(&t->srv->shutting_down);
   if (sd) begin_stop(t);
   if (sd == 2) /* second signal: do not wait for close frames */

@@ -132,6 +132,7 @@ typedef struct wsn_thread {
   int listening;
   int stopping;                /* shutdown started on this thread */
   int handles_closed;
+  int idle;                    /* stopping and without connections */
   uint8_t *rbuf;               /* WSN_READ_BUF shared by every read */
 
   /* connection slots (only this thread touches them) */
@@ -145,7 +146,6 @@ typedef struct wsn_thread {
   int locked;                  /* holds srv->app_lock */
   int in_exec;                 /* executing app actions */
   uint64_t wake_mask;          /* threads to uv_async_send after unlock */
-  uint64_t wall_ms;            /* wall clock for the app, per callback */
 
   /* sessions whose wse_app_close was deferred while executing actions */
   wsn_conn_t **ends;
@@ -180,7 +180,9 @@ typedef struct wsn_server {
   atomic_uint_fast64_t n_conns; /* open TCP connections, all threads */
   atomic_uint_fast64_t n_ws;    /* open WebSockets */
   atomic_uint_fast64_t total_conns;
-  atomic_int shutting_down;
+  atomic_int shutting_down;    /* 1 after a signal, 2 after a second one */
+  atomic_int n_idle;           /* threads stopped and without connections */
+  atomic_int all_idle;
   uint32_t max_handle;          /* 1 + the largest session handle (app_lock) */
   uv_signal_t sigterm, sigint;
   struct sockaddr_storage addr;
