@@ -28,7 +28,7 @@ if (flag("--help")) {
   --quick              smoke run: 1 round, 1 s, small N; writes build/bench/RESULTS.quick.md
   --rounds N           rounds per (scenario, server), default 3
   --duration S         measured seconds per run, default 5
-  --servers LIST       subset of wsedge,bun,node,tcp (default: all available)
+  --servers LIST       subset of wsedge,bun,node,axum,tcp (default: all available)
   --scenarios LIST     subset of echo32,echo4k,connect,broadcast,idle,echo-deflate,broadcast-deflate
   --no-edge            skip the wrangler dev benchmark
   --edge-only          only the wrangler dev benchmark
@@ -208,6 +208,12 @@ const SERVERS = {
     args: (p, deflate) => [path.join(ROOT, "bench/peers/node_ws_server.mjs"), String(p), ...(deflate ? ["deflate"] : [])],
     available: () => fs.existsSync(path.join(ROOT, "bench/node_modules/ws")),
   },
+  axum: {
+    name: "axum", title: "Axum (tokio-tungstenite)", cmd: path.join(ROOT, "build/bench/axum-target/release/wsedge-bench-axum"),
+    args: (p) => [String(p)],
+    available: () => fs.existsSync(path.join(ROOT, "build/bench/axum-target/release/wsedge-bench-axum")),
+    only: ["echo32", "echo4k", "connect", "broadcast", "idle"], // built without compression
+  },
   tcp: {
     name: "tcp", title: "raw TCP echo (C)", cmd: path.join(ROOT, "build/bench/tcp_echo"), raw: true,
     args: (p) => [String(p)],
@@ -259,6 +265,12 @@ const SCENARIOS = {
 };
 
 // ---------------------------------------------------------------- versions
+function lockv(crate) {
+  try {
+    const lock = fs.readFileSync(path.join(ROOT, "bench/peers/axum/Cargo.lock"), "utf8");
+    return (new RegExp(`name = "${crate}"\\nversion = "([^"]+)"`).exec(lock) || [])[1] || "?";
+  } catch { return "?"; }
+}
 function versions() {
   const pkgv = (p) => { try { return JSON.parse(fs.readFileSync(path.join(ROOT, p), "utf8")).version; } catch { return "?"; } };
   const cpu = (fs.readFileSync("/proc/cpuinfo", "utf8").match(/model name\s*:\s*(.*)/) || [])[1] || "?";
@@ -279,6 +291,7 @@ function versions() {
     ws: pkgv("bench/node_modules/ws/package.json"),
     wrangler: pkgv("node_modules/wrangler/package.json"),
     partyserver: pkgv("bench/node_modules/partyserver/package.json"),
+    axum: lockv("axum"), tungstenite: lockv("tokio-tungstenite"), rustc: sh("rustc", ["--version"]) || "not installed",
     cc: (sh("cc", ["--version"]).split("\n")[0] || "?"),
     commit: sh("git", ["-C", ROOT, "rev-parse", "--short", "HEAD"]),
   };
@@ -286,7 +299,7 @@ function versions() {
 
 // ---------------------------------------------------------------- native matrix
 async function runNative(results) {
-  const want = (opt("--servers", "wsedge,bun,node,tcp")).split(",").filter(Boolean);
+  const want = (opt("--servers", "wsedge,bun,node,axum,tcp")).split(",").filter(Boolean);
   const scen = (opt("--scenarios", Object.keys(SCENARIOS).join(","))).split(",").filter(Boolean);
   const servers = want.map((n) => SERVERS[n]).filter((d) => {
     if (!d) return false;
@@ -377,6 +390,7 @@ function report(results, V) {
   L.push(`| wsedge | ${V.wsedge} (commit ${V.commit}), built with ${V.cc} |`);
   L.push(`| Bun | ${V.bun} (npm \`bun\`, uWebSockets underneath) |`);
   L.push(`| Node / ws | ${V.node} / ws ${V.ws} (no bufferutil/utf-8-validate addons) |`);
+  L.push(`| Axum / tokio-tungstenite | ${V.axum} / ${V.tungstenite} (${V.rustc}; tokio current-thread runtime, default buffers) |`);
   L.push(`| wrangler / partyserver | ${V.wrangler} / ${V.partyserver} |`);
   L.push("");
   L.push("## Method");
