@@ -151,9 +151,13 @@ fuzz-smoke: fuzz
 	  test $${PIPESTATUS[0]} -eq 0; done
 
 FUZZ_LONG_RUNS ?= 10000000
+# every target >= FUZZ_LONG_RUNS executions; full logs in build/fuzz/long-<name>.log
 fuzz-long: fuzz
 	@set -e; for f in $(FUZZ_BIN); do n=$$(basename $$f); c=tests/fuzz/corpus/$$n; mkdir -p $$c $(B)/fuzz/work/$$n; \
-	  $$f -runs=$(FUZZ_LONG_RUNS) -print_final_stats=1 $(B)/fuzz/work/$$n $$c; done
+	  echo "fuzz-long: $$n ($(FUZZ_LONG_RUNS) runs)"; \
+	  if ! $$f -runs=$(FUZZ_LONG_RUNS) -print_final_stats=1 -artifact_prefix=$(B)/fuzz/$$n- $(B)/fuzz/work/$$n $$c > $(B)/fuzz/long-$$n.log 2>&1; then \
+	    tail -60 $(B)/fuzz/long-$$n.log; echo "fuzz-long: $$n FAILED"; exit 1; fi; \
+	  grep -E "^#[0-9]+[[:space:]]+DONE|^stat::(number_of_executed_units|average_exec_per_sec|peak_rss_mb)" $(B)/fuzz/long-$$n.log; done
 
 test-native: native $(B)/wsedge-asan
 	node --test --test-concurrency=1 tests/native/
