@@ -68,6 +68,7 @@ test('slow consumer closed with 1008; the others keep receiving in order', async
 });
 
 test('a ping flood from a client that never reads is bounded the same way', async () => {
+  const earlier = (srv.log().match(/slow consumer/g) || []).length;
   const ws = await rawWs(srv.port, '/ws');
   ws.socket.pause();
   const { encodeFrame } = await import('./server.mjs');
@@ -75,6 +76,8 @@ test('a ping flood from a client that never reads is bounded the same way', asyn
   // ~ 16 MiB of pongs owed: far past the kernel buffers and the 1 MiB bound
   const burst = Buffer.concat(Array.from({ length: 1000 }, () => ping));
   for (let i = 0; i < 120; i++) ws.sendRaw(burst);
+  // stay deaf until the server has given up on us (its log says so)
+  await until(() => (srv.log().match(/slow consumer/g) || []).length > earlier, 60000 * SLOW, 'the slow-consumer decision');
   ws.socket.resume();
   const c = await ws.waitClose(30000 * SLOW);
   assert.equal(c.code, 1008);

@@ -70,7 +70,12 @@ export async function startServer(args = [], { env = {}, timeoutMs = 15000 * SLO
       const m = /wsedge listening on http:\/\/127\.0\.0\.1:(\d+)/.exec(stderr);
       if (m) { clearTimeout(t); resolve(Number(m[1])); }
     });
-    exited.then((e) => { clearTimeout(t); reject(new Error(`server exited early (${e.code}/${e.signal}):\n${stderr}`)); });
+    exited.then((e) => {
+      clearTimeout(t);
+      const hint = /unhandled dwarf2/.test(stderr)
+        ? '\n(valgrind 3.19 cannot read clang 14 DWARF 5: build the binary with -gdwarf-4 and point WSE_NATIVE_BIN at it)' : '';
+      reject(new Error(`server exited early (${e.code}/${e.signal}):${hint}\n${stderr.slice(0, 4000)}`));
+    });
   });
   return {
     port,
