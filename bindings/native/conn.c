@@ -27,10 +27,15 @@ static void close_now(wsn_thread_t *t, wsn_conn_t *c);
 static void do_end(wsn_thread_t *t, wsn_conn_t *c, const uint8_t *reason,
                    size_t rn);
 
-static uint64_t wall_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+/* Wall clock for the app (chat `ts`), read once per libuv callback: a
+ * clock_gettime per message showed up in profiles. wsn_finish clears it. */
+static uint64_t wall_ms(wsn_thread_t *t) {
+  if (!t->wall_ms) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    t->wall_ms = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+  }
+  return t->wall_ms;
 }
 
 static void peer_str(wsn_conn_t *c, char *out, size_t cap) {
@@ -340,7 +345,7 @@ static void do_end(wsn_thread_t *t, wsn_conn_t *c, const uint8_t *reason,
             s ? (int)s->room_len : 0, s ? s->room : "", peer, c->close_code,
             wsn_now_ms32(t) - c->open_ms);
   }
-  wse_app_close(srv->app, c->sess, c->close_code, reason, rn, wall_ms());
+  wse_app_close(srv->app, c->sess, c->close_code, reason, rn, wall_ms(t));
   atomic_fetch_sub(&srv->n_ws, 1);
   wsn_exec_actions(t);
 }
@@ -392,7 +397,7 @@ static void ws_feed(wsn_thread_t *t, wsn_conn_t *c, uint8_t *p, size_t n) {
       wsn_app_lock(t); /* may deliver queued items, even a close to us */
       if (c->state == WSN_ST_WS && (c->flags & WSN_F_SESSION)) {
         wse_app_message(t->srv->app, c->sess, ev.opcode, ev.data, ev.len,
-                        wall_ms());
+                        wall_ms(t));
         wsn_exec_actions(t);
       }
       break;
@@ -431,7 +436,7 @@ static void ws_feed(wsn_thread_t *t, wsn_conn_t *c, uint8_t *p, size_t n) {
         c->deadline_s = wsn_now_s(t) + ws->cfg->close_timeout_s;
         if (c->flags & WSN_F_SESSION) {
           wsn_app_lock(t);
-          wse_app_error(t->srv->app, c->sess, ev.error, wall_ms());
+          wse_app_error(t->srv->app, c->sess, ev.error, wall_ms(t));
           wsn_conn_end_session(t, c);
         }
         /* the engine ignores further input: half-close and wait for EOF */
@@ -474,7 +479,7 @@ static void ws_upgrade(wsn_thread_t *t, wsn_conn_t *c, const wse_request_t *req,
   wse_upgrade_t u;
   wse_response_t resp;
   memset(&resp, 0, sizeof resp);
-  int h = wse_app_upgrade(srv->app, req, ent, wall_ms(), &u, &resp);
+  int h = wse_app_upgrade(srv->app, req, ent, wall_ms(t), &u, &resp);
   if (h < 0) {
     wsn_log(WSN_LOG_DEBUG, "upgrade of %.*s rejected: %d", (int)req->target.n,
             req->target.p, resp.status);
@@ -485,7 +490,7 @@ static void ws_upgrade(wsn_thread_t *t, wsn_conn_t *c, const wse_request_t *req,
   long rl = wse_response_write(&resp, buf, sizeof buf);
   if (rl < 0 || out_put(t, c, buf, (size_t)rl) < 0) {
     wsn_log(WSN_LOG_ERROR, "cannot write the 101 response (%ld)", rl);
-    wse_app_close(srv->app, (uint32_t)h, WSE_CLOSE_ABNORMAL, NULL, 0, wall_ms());
+    wse_app_close(srv->app, (uint32_t)h, WSE_CLOSE_ABNORMAL, NULL, 0, wall_ms(t));
     wsn_exec_actions(t);
     close_now(t, c);
     return;
@@ -512,7 +517,7 @@ static void ws_upgrade(wsn_thread_t *t, wsn_conn_t *c, const wse_request_t *req,
     wsn_log(WSN_LOG_INFO, "open sid=%s path=%.*s peer=%s thread=%d", sid,
             (int)path.n, path.p, peer, t->idx);
   }
-  wse_app_open(srv->app, (uint32_t)h, wall_ms());
+  wse_app_open(srv->app, (uint32_t)h, wall_ms(t));
   wsn_exec_actions(t);
   /* bytes pipelined after the head belong to the WebSocket */
   if (rn && c->state == WSN_ST_WS) ws_feed(t, c, rest, rn);
@@ -523,7 +528,7 @@ static void app_http(wsn_thread_t *t, wsn_conn_t *c, const wse_request_t *req,
   wsn_app_lock(t);
   wse_response_t resp;
   memset(&resp, 0, sizeof resp);
-  wse_app_http(t->srv->app, req, body, bn, wall_ms(), &resp);
+  wse_app_http(t->srv->app, req, body, bn, wall_ms(t), &resp);
   int head = req->method.n == 4 && memcmp(req->method.p, "HEAD", 4) == 0;
   wsn_respond_app(t, c, &resp, head);
   wsn_exec_actions(t);

@@ -119,6 +119,7 @@ void wsn_app_unlock(wsn_thread_t *t) {
  * corked output. Flushing may fail a connection, which may need the lock
  * again (session end), so loop until quiet. */
 void wsn_finish(wsn_thread_t *t) {
+  t->wall_ms = 0;
   do {
     wsn_app_unlock(t);
     wsn_flush_dirty(t);

@@ -146,6 +146,7 @@ typedef struct wsn_thread {
   int locked;                  /* holds srv->app_lock */
   int in_exec;                 /* executing app actions */
   uint64_t wake_mask;          /* threads to uv_async_send after unlock */
+  uint64_t wall_ms;            /* wall clock cached for one callback, 0 = stale */
 
   /* sessions whose wse_app_close was deferred while executing actions */
   wsn_conn_t **ends;
