@@ -395,6 +395,24 @@ static int make_listen_socket(const struct sockaddr *sa, socklen_t len) {
   return fd;
 }
 
+static int get_port(int fd);
+
+/* Bind a plain socket to the address: the free port it got (or kept). */
+static int probe_port(const struct sockaddr_storage *ss, socklen_t len) {
+  int fd = socket(ss->ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return -errno;
+  int one = 1;
+  if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0 ||
+      bind(fd, (const struct sockaddr *)ss, len) < 0) {
+    int e = errno;
+    close(fd);
+    return -e;
+  }
+  int port = get_port(fd);
+  close(fd);
+  return port < 0 ? -EINVAL : port;
+}
+
 static int resolve(const char *host, int port, struct sockaddr_storage *ss,
                    socklen_t *len) {
   struct addrinfo hints, *res = NULL;
@@ -541,9 +559,19 @@ int wsn_serve(const wsn_opts_t *o) {
   srv->threads = calloc((size_t)srv->nthreads, sizeof *srv->threads);
   if (!srv->threads) return 1;
   int fds[WSN_MAX_THREADS];
-  int port = so->port;
+  /* SO_REUSEPORT would let a second wsedge of the same user silently share
+   * (and steal from) our port, and bind(port 0) with it may hand out a port
+   * such a group already holds. So first claim the port with a plain
+   * socket: that fails on any live listener and picks a truly free port. */
+  int port = probe_port(&ss, sl);
+  if (port < 0) {
+    char a[300];
+    format_addr(&ss, so->port, a, sizeof a);
+    fprintf(stderr, "wsedge: cannot listen on %s: %s\n", a, strerror(-port));
+    return 1;
+  }
+  set_port(&ss, port);
   for (int i = 0; i < srv->nthreads; i++) {
-    if (i > 0) set_port(&ss, port);
     fds[i] = make_listen_socket((struct sockaddr *)&ss, sl);
     if (fds[i] < 0) {
       char a[300];
@@ -552,7 +580,6 @@ int wsn_serve(const wsn_opts_t *o) {
       for (int k = 0; k < i; k++) close(fds[k]);
       return 1;
     }
-    if (i == 0) port = get_port(fds[0]);
   }
   srv->bound_port = port;
   srv->start_ms = uv_hrtime() / 1000000 - 1000;

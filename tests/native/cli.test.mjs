@@ -86,3 +86,14 @@ test('environment values apply when no flag is given', async () => {
     assert.deepEqual(await srv.stop(), { code: 0, signal: null });
   }
 });
+
+test('a port already in use (even by another wsedge) -> exit 1, not a shared port', async () => {
+  const srv = await startServer(['--threads', '2']);
+  try {
+    const r = await runCli(['serve', '--listen', `127.0.0.1:${srv.port}`, '--threads', '2']);
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /cannot listen on 127\.0\.0\.1:\d+: Address already in use/);
+  } finally {
+    assert.deepEqual(await srv.stop(), { code: 0, signal: null });
+  }
+});
