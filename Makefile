@@ -126,6 +126,10 @@ test: deps
 $(B)/test/%: tests/c/%.c $(ASAN_CORE) $(HDRS)
 	@mkdir -p $(B)/test
 	$(CC) $(ALL_CFLAGS) -O1 $(SAN) -Itests/c -o $@ $< $(ASAN_CORE)
+# test_deflate also links the native host's permessage-deflate (zlib)
+$(B)/test/test_deflate: tests/c/test_deflate.c bindings/native/deflate.c $(ASAN_CORE) $(HDRS)
+	@mkdir -p $(B)/test
+	$(CC) $(ALL_CFLAGS) -O1 $(SAN) -Itests/c -Ibindings/native -o $@ $< bindings/native/deflate.c $(ASAN_CORE) -lz
 
 test-c: $(TEST_BIN)
 	@pass=0; fail=0; for t in $(TEST_BIN); do \
@@ -140,6 +144,10 @@ $(B)/fuzz/%: tests/fuzz/%.c $(CORE_SRC) $(EXAMPLE_SRC) $(HDRS)
 $(B)/fuzz/fuzz_http: tests/fuzz/fuzz_http.c bindings/native/http.c $(CORE_SRC) $(EXAMPLE_SRC) $(HDRS)
 	@mkdir -p $(B)/fuzz
 	clang $(WARN) $(INC) $(FUZZ_FLAGS) -Itests/c -o $@ $< bindings/native/http.c $(CORE_SRC) $(EXAMPLE_SRC)
+# fuzz_inflate links the native host's permessage-deflate (zlib)
+$(B)/fuzz/fuzz_inflate: tests/fuzz/fuzz_inflate.c bindings/native/deflate.c $(CORE_SRC) $(EXAMPLE_SRC) $(HDRS)
+	@mkdir -p $(B)/fuzz
+	clang $(WARN) $(INC) $(FUZZ_FLAGS) -Itests/c -Ibindings/native -o $@ $< bindings/native/deflate.c $(CORE_SRC) $(EXAMPLE_SRC) -lz
 
 fuzz: $(FUZZ_BIN)
 
