@@ -507,8 +507,23 @@ static void test_deflate_negotiate(void) {
   NEG("permessage-deflate", "permessage-deflate");
   NEG("permessage-deflate; client_max_window_bits", "permessage-deflate; client_max_window_bits=15");
   NEG("permessage-deflate; client_max_window_bits=10", "permessage-deflate; client_max_window_bits=10");
-  /* the client's value is a hint; zlib clients cannot do 8, answer 9 */
-  NEG("permessage-deflate; client_max_window_bits=8", "permessage-deflate; client_max_window_bits=9");
+  /* never answer above the client's value (npm ws refuses that); 8 is
+   * echoed, the inflater decodes it with a 9-bit window */
+  NEG("permessage-deflate; client_max_window_bits=8", "permessage-deflate; client_max_window_bits=8");
+  NEG("permessage-deflate; client_max_window_bits=9", "permessage-deflate; client_max_window_bits=9");
+  NEG("permessage-deflate; client_max_window_bits=15", "permessage-deflate; client_max_window_bits=15");
+  /* every parameter at once */
+  NEG("permessage-deflate; server_no_context_takeover; client_no_context_takeover; "
+      "server_max_window_bits=10; client_max_window_bits=11",
+      "permessage-deflate; server_no_context_takeover; client_no_context_takeover; "
+      "server_max_window_bits=10; client_max_window_bits=11");
+  NEG("permessage-deflate; server_max_window_bits=15", "permessage-deflate; server_max_window_bits=15");
+  /* a malformed or duplicate parameter declines that offer, never ignored */
+  NEG("permessage-deflate; server_max_window_bits=10; server_max_window_bits=10", NULL);
+  NEG("permessage-deflate; client_no_context_takeover; client_no_context_takeover", NULL);
+  NEG("permessage-deflate; server_max_window_bits=7", NULL);
+  NEG("permessage-deflate; client_max_window_bits=16, permessage-deflate; server_no_context_takeover",
+      "permessage-deflate; server_no_context_takeover");
   NEG("permessage-deflate; server_no_context_takeover",
       "permessage-deflate; server_no_context_takeover");
   NEG("permessage-deflate; client_no_context_takeover",
@@ -535,8 +550,13 @@ static void test_deflate_negotiate(void) {
   NEG("permessage-deflate; server_max_window_bits=14", "permessage-deflate; server_max_window_bits=12");
   cfg.deflate_server_max_window_bits = 15;
   cfg.deflate_client_max_window_bits = 11;
-  NEG("permessage-deflate", "permessage-deflate"); /* cannot limit a client that did not offer */
+  /* a client that did not offer client_max_window_bits cannot be limited:
+   * declined rather than accepted with a window we did not budget for */
+  NEG("permessage-deflate", NULL);
+  NEG("permessage-deflate, permessage-deflate; client_max_window_bits",
+      "permessage-deflate; client_max_window_bits=11");
   NEG("permessage-deflate; client_max_window_bits", "permessage-deflate; client_max_window_bits=11");
+  NEG("permessage-deflate; client_max_window_bits=8", "permessage-deflate; client_max_window_bits=8");
   NEG("permessage-deflate; client_max_window_bits=10", "permessage-deflate; client_max_window_bits=10");
   NEG("permessage-deflate; client_max_window_bits=13", "permessage-deflate; client_max_window_bits=11");
   cfg.deflate_client_max_window_bits = 15;

@@ -104,7 +104,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   if (u.deflate_accepted) {
     if (!cfg.deflate) abort();
     if (u.deflate.server_max_window_bits != -1 && (u.deflate.server_max_window_bits < 9 || u.deflate.server_max_window_bits > 15)) abort();
-    if (u.deflate.client_max_window_bits != -1 && (u.deflate.client_max_window_bits < 9 || u.deflate.client_max_window_bits > 15)) abort();
+    /* 8 only when the client offered 8: never answered above its value */
+    if (u.deflate.client_max_window_bits != -1 && (u.deflate.client_max_window_bits < 8 || u.deflate.client_max_window_bits > 15)) abort();
+    if (u.deflate.client_max_window_bits == 8) {
+      int offered8 = 0;
+      for (size_t k = 0; k < u.n_deflate_offers; k++)
+        offered8 |= u.deflate_offers[k].client_max_window_bits == 8;
+      if (!offered8) abort();
+    }
   }
   char *buf = malloc(4096);
   int n = wse_upgrade_response(&cfg, &u, buf, 4096);

@@ -260,11 +260,15 @@ static void parse_extensions(const wse_request_t *req, wse_upgrade_t *out) {
 
 static int clamp_bits(int b) { return b < 9 ? 9 : b > 15 ? 15 : b; }
 
-/* zlib's raw deflate cannot use a 256-byte window, so an offer that demands
- * server_max_window_bits=8 is declined rather than silently widened.
- * client_max_window_bits in the response only bounds the client's window
- * (the offered value is a hint, RFC 7692 §7.1.2.2), so we answer at least 9
- * there, which every zlib-based client can honour. */
+/* RFC 7692 §7.1. zlib's raw deflate cannot use a 256-byte window, so an
+ * offer that demands server_max_window_bits=8 is declined rather than
+ * silently widened. client_max_window_bits in the response is never above
+ * the client's offered value (a client that offered 8 may refuse a larger
+ * one) and never above our configured bound; our inflater uses at least 9
+ * bits, which decodes whatever a zlib sender that widened 8 to 9 produces.
+ * When the configured client bound is below 15 and the offer does not let
+ * us send client_max_window_bits, the client could use a 32 KiB window we
+ * did not budget for: that offer is declined, not accepted unbounded. */
 void wse_deflate_negotiate(const wse_config_t *cfg, wse_upgrade_t *u) {
   u->deflate_accepted = 0;
   u->deflate.server_no_context_takeover = -1;
@@ -277,6 +281,7 @@ void wse_deflate_negotiate(const wse_config_t *cfg, wse_upgrade_t *u) {
   for (size_t i = 0; i < u->n_deflate_offers; i++) {
     const wse_deflate_params_t *o = &u->deflate_offers[i];
     if (o->server_max_window_bits != -1 && o->server_max_window_bits < 9) continue;
+    if (o->client_max_window_bits == -1 && cfg_cb < 15) continue;
     wse_deflate_params_t r;
     r.server_no_context_takeover =
         (cfg->deflate_server_no_context_takeover || o->server_no_context_takeover == 1) ? 1 : -1;
@@ -289,7 +294,7 @@ void wse_deflate_negotiate(const wse_config_t *cfg, wse_upgrade_t *u) {
     if (o->client_max_window_bits != -1) {
       int b = cfg_cb;
       if (o->client_max_window_bits > 0 && o->client_max_window_bits < b) b = o->client_max_window_bits;
-      r.client_max_window_bits = clamp_bits(b);
+      r.client_max_window_bits = b;
     } else {
       r.client_max_window_bits = -1;
     }
