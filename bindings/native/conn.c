@@ -19,8 +19,13 @@
 #include "log.h"
 #include "server.h"
 
-#define OBUF_STD 16384
-#define OBUF_CACHE_MAX 64
+/* Output buffer size classes: small ones for the common case (a few frames
+ * per callback; also what a broadcast leaves on each idle member), large
+ * ones for bulk traffic. Drained buffers wait in per-thread caches. */
+#define OBUF_SMALL 2048
+#define OBUF_LARGE 65536
+#define OBUF_CACHE_SMALL 256
+#define OBUF_CACHE_LARGE 16
 #define LINGER_S 2
 
 static void close_now(wsn_thread_t *t, wsn_conn_t *c);
@@ -58,11 +63,11 @@ static void peer_str(wsn_conn_t *c, char *out, size_t cap) {
 /* ---- output buffers --------------------------------------------------------- */
 
 static wsn_obuf_t *obuf_new(wsn_thread_t *t, size_t need) {
-  wsn_obuf_t *o;
-  if (need <= OBUF_STD && t->n_cache) {
-    o = t->cache[--t->n_cache];
-  } else {
-    size_t cap = need <= OBUF_STD ? OBUF_STD : need;
+  wsn_obuf_t *o = NULL;
+  size_t cap = need <= OBUF_SMALL ? OBUF_SMALL : need <= OBUF_LARGE ? OBUF_LARGE : need;
+  if (cap == OBUF_SMALL && t->n_cache[0]) o = t->cache[0][--t->n_cache[0]];
+  else if (cap == OBUF_LARGE && t->n_cache[1]) o = t->cache[1][--t->n_cache[1]];
+  if (!o) {
     if (cap > UINT32_MAX) return NULL;
     o = malloc(sizeof *o + cap);
     if (!o) return NULL;
@@ -74,10 +79,12 @@ static wsn_obuf_t *obuf_new(wsn_thread_t *t, size_t need) {
 }
 
 static void obuf_release(wsn_thread_t *t, wsn_obuf_t *o) {
-  if (o->cap == OBUF_STD) {
-    if (!t->cache) t->cache = malloc(OBUF_CACHE_MAX * sizeof *t->cache);
-    if (t->cache && t->n_cache < OBUF_CACHE_MAX) {
-      t->cache[t->n_cache++] = o;
+  int k = o->cap == OBUF_SMALL ? 0 : o->cap == OBUF_LARGE ? 1 : -1;
+  size_t max = k == 0 ? OBUF_CACHE_SMALL : OBUF_CACHE_LARGE;
+  if (k >= 0) {
+    if (!t->cache[k]) t->cache[k] = malloc(max * sizeof *t->cache[k]);
+    if (t->cache[k] && t->n_cache[k] < max) {
+      t->cache[k][t->n_cache[k]++] = o;
       return;
     }
   }
@@ -85,10 +92,12 @@ static void obuf_release(wsn_thread_t *t, wsn_obuf_t *o) {
 }
 
 void wsn_obuf_cache_free(wsn_thread_t *t) {
-  for (size_t i = 0; i < t->n_cache; i++) free(t->cache[i]);
-  free(t->cache);
-  t->cache = NULL;
-  t->n_cache = 0;
+  for (int k = 0; k < 2; k++) {
+    for (size_t i = 0; i < t->n_cache[k]; i++) free(t->cache[k][i]);
+    free(t->cache[k]);
+    t->cache[k] = NULL;
+    t->n_cache[k] = 0;
+  }
 }
 
 static void want_flush(wsn_thread_t *t, wsn_conn_t *c) {
@@ -112,13 +121,23 @@ static int out_put(wsn_thread_t *t, wsn_conn_t *c, const void *p, size_t n) {
     if (!o) return -1;
     c->out = o;
   } else if (o->cap - o->len < n) {
-    size_t cap = (size_t)o->cap * 2;
-    if (cap < (size_t)o->len + n) cap = (size_t)o->len + n;
-    if (cap > UINT32_MAX) return -1;
-    wsn_obuf_t *q = realloc(o, sizeof *o + cap);
-    if (!q) return -1;
-    q->cap = (uint32_t)cap;
-    c->out = o = q;
+    size_t need = (size_t)o->len + n;
+    if (need <= OBUF_LARGE) { /* small -> large class, from the cache */
+      wsn_obuf_t *q = obuf_new(t, need);
+      if (!q) return -1;
+      memcpy(q->data, o->data, o->len);
+      q->len = o->len;
+      obuf_release(t, o);
+      c->out = o = q;
+    } else {
+      size_t cap = (size_t)o->cap * 2;
+      if (cap < need) cap = need;
+      if (cap > UINT32_MAX) return -1;
+      wsn_obuf_t *q = realloc(o, sizeof *o + cap);
+      if (!q) return -1;
+      q->cap = (uint32_t)cap;
+      c->out = o = q;
+    }
   }
   if (n) memcpy(o->data + o->len, p, n);
   o->len += (uint32_t)n;

@@ -161,9 +161,9 @@ typedef struct wsn_thread {
   wsn_item_t *qhead, *qtail;
   atomic_int qpending;
 
-  /* free standard-size output buffers */
-  wsn_obuf_t **cache;
-  size_t n_cache;
+  /* drained output buffers by size class (small, large) */
+  wsn_obuf_t **cache[2];
+  size_t n_cache[2];
 
   uint8_t entropy[1024];
   size_t entropy_off;
