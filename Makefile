@@ -181,8 +181,12 @@ test-hardening: native $(B)/wsedge-asan
 	node --test --test-concurrency=1 tests/hardening/
 
 .PHONY: valgrind soak
-valgrind: native
-	WSE_VALGRIND=1 node --test --test-concurrency=1 tests/native/
+# valgrind 3.19 cannot read clang 14's default DWARF 5: a -gdwarf-4 build for memcheck
+$(B)/wsedge-vg: $(NATIVE_SRC) $(CORE_SRC) $(EXAMPLE_SRC) $(HDRS) $(B)/gen/chat_page.c
+	$(CC) $(WARN) $(INC) -D_POSIX_C_SOURCE=200809L -O1 -gdwarf-4 -o $@ $(NATIVE_SRC) $(CORE_SRC) $(EXAMPLE_SRC) $(B)/gen/chat_page.c -luv -lz -lpthread
+
+valgrind: native $(B)/wsedge-vg
+	WSE_VALGRIND=1 WSE_NATIVE_BIN=$(B)/wsedge-vg node --test --test-concurrency=1 tests/native/
 
 soak: native
 	ulimit -n $$(ulimit -Hn) && WSE_SOAK=1 node --test tests/hardening/soak.test.mjs
