@@ -11,7 +11,9 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-export const BIN = path.join(ROOT, 'build/wsedge');
+// WSE_HARDENING_BIN runs the plain-build tests against another binary (e.g.
+// build/wsedge-asan to hunt memory errors; RSS bounds then do not apply).
+export const BIN = path.resolve(ROOT, process.env.WSE_HARDENING_BIN || 'build/wsedge');
 export const BIN_ASAN = path.join(ROOT, 'build/wsedge-asan');
 
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
