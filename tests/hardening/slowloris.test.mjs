@@ -106,8 +106,9 @@ describe('slowloris (native)', () => {
       const lifetimes = st.map((x) => x.closedAt - x.openedAt);
       const min = Math.min(...lifetimes), max = Math.max(...lifetimes);
       console.log(`${st.length} stalled connections closed by the server after ${min}..${max} ms (opened over ${Date.now() - t0} ms)`);
-      // not before the deadline: a 2 s timeout checked by a 1 s tick closes at >= 1 s
-      assert.ok(min >= 1000, `a stalled connection was closed after only ${min} ms`);
+      // not before the deadline: a 2 s timeout checked by a 1 s tick closes
+      // after 1..3 s (900 ms: slack for when the client saw connect/close)
+      assert.ok(min >= 900, `a stalled connection was closed after only ${min} ms`);
       // the server closes silently (no response bytes) with a TCP FIN; a
       // trickler may see a reset instead when its next byte races the close
       for (const x of st) {
