@@ -523,6 +523,16 @@ static void format_addr(const struct sockaddr_storage *ss, int port, char *out,
   }
 }
 
+/* Startup failed before any loop ran: free what exists, exit code 1. */
+static int fail_early(wsn_server_t *srv) {
+  if (srv->app) wse_app_free(srv->app);
+  uv_mutex_destroy(&srv->app_lock);
+  free((char *)srv->opts.static_dir);
+  free(srv->threads);
+  free(srv);
+  return 1;
+}
+
 int wsn_serve(const wsn_opts_t *o) {
   signal(SIGPIPE, SIG_IGN);
   wsn_server_t *srv = calloc(1, sizeof *srv);
@@ -542,22 +552,21 @@ int wsn_serve(const wsn_opts_t *o) {
   int rc = wse_app_new(&srv->app, &srv->alloc, &so->cfg);
   if (rc < 0) {
     fprintf(stderr, "wsedge: cannot create the app: %s\n", wse_strerror(rc));
-    return 1;
+    return fail_early(srv);
   }
   rc = wse_example_register(srv->app);
   if (rc < 0) {
     fprintf(stderr, "wsedge: cannot register the example app: %s\n",
             wse_strerror(rc));
-    wse_app_free(srv->app);
-    return 1;
+    return fail_early(srv);
   }
 
   struct sockaddr_storage ss;
   socklen_t sl;
-  if (resolve(so->listen_host, so->port, &ss, &sl) < 0) return 1;
+  if (resolve(so->listen_host, so->port, &ss, &sl) < 0) return fail_early(srv);
   srv->nthreads = so->threads;
   srv->threads = calloc((size_t)srv->nthreads, sizeof *srv->threads);
-  if (!srv->threads) return 1;
+  if (!srv->threads) return fail_early(srv);
   int fds[WSN_MAX_THREADS];
   /* SO_REUSEPORT would let a second wsedge of the same user silently share
    * (and steal from) our port, and bind(port 0) with it may hand out a port
@@ -568,7 +577,7 @@ int wsn_serve(const wsn_opts_t *o) {
     char a[300];
     format_addr(&ss, so->port, a, sizeof a);
     fprintf(stderr, "wsedge: cannot listen on %s: %s\n", a, strerror(-port));
-    return 1;
+    return fail_early(srv);
   }
   set_port(&ss, port);
   for (int i = 0; i < srv->nthreads; i++) {
@@ -578,7 +587,7 @@ int wsn_serve(const wsn_opts_t *o) {
       format_addr(&ss, port, a, sizeof a);
       fprintf(stderr, "wsedge: cannot listen on %s: %s\n", a, strerror(-fds[i]));
       for (int k = 0; k < i; k++) close(fds[k]);
-      return 1;
+      return fail_early(srv);
     }
   }
   srv->bound_port = port;
@@ -589,6 +598,7 @@ int wsn_serve(const wsn_opts_t *o) {
   for (int i = 0; i < srv->nthreads; i++) {
     int e = thread_init(srv, &srv->threads[i], i, fds[i]);
     if (e) {
+      /* loops half set up: not worth unwinding, the process exits */
       fprintf(stderr, "wsedge: cannot start thread %d: %s\n", i, uv_strerror(e));
       return 1;
     }
