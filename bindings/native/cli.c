@@ -11,7 +11,8 @@
 #include "log.h"
 #include "server.h"
 
-enum kind { K_LISTEN, K_THREADS, K_STATIC, K_LEVEL, K_COUNT, K_SIZE, K_SECS, K_ORIGIN };
+enum kind { K_LISTEN, K_THREADS, K_STATIC, K_LEVEL, K_COUNT, K_SIZE, K_SECS, K_ORIGIN,
+            K_BOOL /* a flag without value; its env var takes 0 or 1 */ };
 
 typedef struct opt {
   const char *flag;
@@ -53,6 +54,19 @@ static const opt_t opts[] = {
      "wait SECS for the peer's Close, then drop TCP (default 5)"},
     {"--allow-origin", "WSEDGE_ALLOW_ORIGINS", K_ORIGIN, 0, 0, "ORIGIN",
      "allowed Origin (repeatable; env: comma-separated; default: same host)"},
+    {"--deflate", "WSEDGE_DEFLATE", K_BOOL, 0, 1, "",
+     "negotiate permessage-deflate when offered (default; env 0 or 1)"},
+    {"--no-deflate", NULL, K_BOOL, 0, 1, "", "decline permessage-deflate"},
+    {"--deflate-threshold", "WSEDGE_DEFLATE_THRESHOLD", K_SIZE, 0, GiB, "BYTES",
+     "smaller messages are sent uncompressed (default 64; 0: all)"},
+    {"--deflate-level", "WSEDGE_DEFLATE_LEVEL", K_COUNT, 1, 9, "N",
+     "zlib compression level 1 (fast) .. 9 (small) (default 6)"},
+    {"--deflate-mem-level", "WSEDGE_DEFLATE_MEM_LEVEL", K_COUNT, 1, 9, "N",
+     "zlib memLevel 1..9: compressor memory vs ratio (default 8)"},
+    {"--deflate-window-bits", "WSEDGE_DEFLATE_WINDOW_BITS", K_COUNT, 9, 15, "N",
+     "our compressor's largest window, 9..15 (server_max_window_bits; default 15)"},
+    {"--deflate-server-no-context-takeover", "WSEDGE_DEFLATE_SERVER_NO_CONTEXT_TAKEOVER",
+     K_BOOL, 0, 1, "", "reset our compressor after every message (env 0 or 1; default off)"},
 };
 #define N_OPTS (sizeof opts / sizeof opts[0])
 
@@ -68,8 +82,9 @@ void wsn_cli_usage(FILE *f) {
           "options (flag / environment variable; flags win):\n");
   for (size_t i = 0; i < N_OPTS; i++) {
     char left[64];
-    snprintf(left, sizeof left, "%s %s", opts[i].flag, opts[i].arg);
-    fprintf(f, "  %-32s %s\n  %-32s   env %s\n", left, opts[i].help, "", opts[i].env);
+    snprintf(left, sizeof left, "%s%s%s", opts[i].flag, opts[i].arg[0] ? " " : "", opts[i].arg);
+    fprintf(f, "  %-32s %s\n", left, opts[i].help);
+    if (opts[i].env) fprintf(f, "  %-32s   env %s\n", "", opts[i].env);
   }
   fprintf(f, "  %-32s %s\n  %-32s %s\n", "--help", "this text", "--version",
           "print \"wsedge " WSE_VERSION_STRING "\"");
@@ -171,6 +186,13 @@ static int apply(wsn_opts_t *o, const opt_t *op, const char *who, const char *v)
       if (!e) return 0;
       s = e + 1;
     }
+  case K_BOOL:
+    if (strcmp(v, "0") && strcmp(v, "1")) return fail(who, v, "expected 0 or 1");
+    n = v[0] == '1';
+    if (!strcmp(op->flag, "--no-deflate")) o->cfg.deflate = !n;
+    else if (!strcmp(op->flag, "--deflate")) o->cfg.deflate = (int)n;
+    else o->cfg.deflate_server_no_context_takeover = (int)n;
+    return 0;
   default:
     break;
   }
@@ -193,6 +215,10 @@ static int apply(wsn_opts_t *o, const opt_t *op, const char *who, const char *v)
   else if (!strcmp(f, "--session-timeout")) o->cfg.session_timeout_s = (uint32_t)n;
   else if (!strcmp(f, "--handshake-timeout")) o->cfg.handshake_timeout_s = (uint32_t)n;
   else if (!strcmp(f, "--close-timeout")) o->cfg.close_timeout_s = (uint32_t)n;
+  else if (!strcmp(f, "--deflate-threshold")) o->cfg.deflate_threshold = (size_t)n;
+  else if (!strcmp(f, "--deflate-level")) o->cfg.deflate_level = (int)n;
+  else if (!strcmp(f, "--deflate-mem-level")) o->cfg.deflate_mem_level = (int)n;
+  else if (!strcmp(f, "--deflate-window-bits")) o->cfg.deflate_server_max_window_bits = (int)n;
   return 0;
 }
 
@@ -204,11 +230,10 @@ int wsn_cli_parse(int argc, char **argv, wsn_opts_t *o) {
   o->threads = cores < 1 ? 1 : cores > WSN_MAX_THREADS ? WSN_MAX_THREADS : (int)cores;
   o->log_level = WSN_LOG_INFO;
   wse_config_default(&o->cfg);
-  o->cfg.deflate = 0; /* permessage-deflate is not implemented by this host yet */
 
   int rc;
   for (size_t i = 0; i < N_OPTS; i++) {
-    const char *v = getenv(opts[i].env);
+    const char *v = opts[i].env ? getenv(opts[i].env) : NULL;
     if (v && (rc = apply(o, &opts[i], opts[i].env, v))) return rc;
   }
   size_t env_origins = o->n_origins;
@@ -232,6 +257,7 @@ int wsn_cli_parse(int argc, char **argv, wsn_opts_t *o) {
       return 2;
     }
     const char *v = eq ? eq + 1 : NULL;
+    if (op->kind == K_BOOL && !v) v = "1"; /* present: on (--no-deflate: off) */
     if (!v) {
       if (i + 1 >= argc) {
         fprintf(stderr, "wsedge: option %s needs a value (%s)\n", op->flag, op->arg);

@@ -179,6 +179,12 @@ static void slow_consumer(wsn_thread_t *t, wsn_conn_t *c) {
 void wsn_conn_deliver(wsn_thread_t *t, wsn_conn_t *c, const uint8_t *p,
                       size_t n) {
   if (c->state != WSN_ST_WS) return;
+  /* data frames are re-framed compressed (control frames never are); no
+   * context takeover: the thread's cached frame for this message */
+  if (c->dfl && wsn_deflate_frame(c->dfl, t->dfl, p, n, &p, &n) < 0) {
+    wsn_conn_close_ws(t, c, WSE_CLOSE_INTERNAL, "compression failed", 18);
+    return;
+  }
   if (wsn_conn_append(t, c, p, n) == -1) slow_consumer(t, c);
 }
 
@@ -287,6 +293,10 @@ static void on_closed(uv_handle_t *h) {
     wse_ws_free(&c->u.ws);
   else
     free(c->u.http.buf);
+  if (c->dfl) {
+    wsn_deflate_free(c->dfl);
+    atomic_fetch_sub(&t->srv->n_deflate, 1);
+  }
   uint32_t s = c->slot;
   t->conns[s] = NULL;
   if (++t->gens[s] == 0) t->gens[s] = 1;
@@ -397,6 +407,22 @@ static void send_pong(wsn_thread_t *t, wsn_conn_t *c, const uint8_t *p, size_t n
   if (wsn_conn_append(t, c, f, h + n) == -1) slow_consumer(t, c);
 }
 
+/* A compressed message that cannot be delivered (bomb past the limit,
+ * invalid DEFLATE data, invalid UTF-8 once inflated): our Close, then the
+ * normal closing handshake (the engine itself is still in sync). */
+static void deflate_failed(wsn_thread_t *t, wsn_conn_t *c, int rc) {
+  unsigned code = wsn_deflate_close_code(rc);
+  const char *why = wsn_deflate_strerror(rc);
+  wsn_log(WSN_LOG_DEBUG, "thread %d slot %u: %s, closing with %u", t->idx,
+          c->slot, why, code);
+  if (c->flags & WSN_F_SESSION) {
+    wsn_app_lock(t);
+    wse_app_error(t->srv->app, c->sess, rc == WSN_DEFLATE_EDATA ? WSE_EPROTO : rc,
+                  wall_ms(t));
+  }
+  wsn_conn_close_ws(t, c, code, why, strlen(why));
+}
+
 static void ws_feed(wsn_thread_t *t, wsn_conn_t *c, uint8_t *p, size_t n) {
   wse_ws_t *ws = &c->u.ws;
   c->last_rx_s = wsn_now_s(t);
@@ -411,15 +437,26 @@ static void ws_feed(wsn_thread_t *t, wsn_conn_t *c, uint8_t *p, size_t n) {
     switch (ev.type) {
     case WSE_EV_NONE:
       break;
-    case WSE_EV_MESSAGE:
+    case WSE_EV_MESSAGE: {
       if (c->state != WSN_ST_WS) break;
+      const uint8_t *mp = ev.data;
+      size_t mn = ev.len;
+      /* inflate outside the app lock; RSV1 reaches here only when the
+       * engine was told the extension owns it */
+      if (ev.compressed) {
+        int rc = wsn_deflate_inflate(c->dfl, t->dfl, ev.opcode, ev.data, ev.len, &mp, &mn);
+        if (rc < 0) {
+          deflate_failed(t, c, rc);
+          break;
+        }
+      }
       wsn_app_lock(t); /* may deliver queued items, even a close to us */
       if (c->state == WSN_ST_WS && (c->flags & WSN_F_SESSION)) {
-        wse_app_message(t->srv->app, c->sess, ev.opcode, ev.data, ev.len,
-                        wall_ms(t));
+        wse_app_message(t->srv->app, c->sess, ev.opcode, mp, mn, wall_ms(t));
         wsn_exec_actions(t);
       }
       break;
+    }
     case WSE_EV_PING:
       if (c->state == WSN_ST_WS) send_pong(t, c, ev.data, ev.len);
       break;
@@ -505,17 +542,25 @@ static void ws_upgrade(wsn_thread_t *t, wsn_conn_t *c, const wse_request_t *req,
     wsn_respond_app(t, c, &resp, 0);
     return;
   }
+  const wse_config_t *cfg = NULL;
+  if (!wse_app_match(srv->app, req->target, &cfg) || !cfg) cfg = &srv->opts.cfg;
+  /* the route's config negotiated the extension; its state exists before
+   * the 101 announces it */
+  wsn_deflate_t *dfl = NULL;
   char buf[1024];
-  long rl = wse_response_write(&resp, buf, sizeof buf);
+  long rl = -1;
+  if (!u.deflate_accepted ||
+      ((t->dfl || (t->dfl = wsn_deflate_ctx_new())) &&
+       (dfl = wsn_deflate_new(cfg, &u.deflate))))
+    rl = wse_response_write(&resp, buf, sizeof buf);
   if (rl < 0 || out_put(t, c, buf, (size_t)rl) < 0) {
     wsn_log(WSN_LOG_ERROR, "cannot write the 101 response (%ld)", rl);
+    wsn_deflate_free(dfl);
     wse_app_close(srv->app, (uint32_t)h, WSE_CLOSE_ABNORMAL, NULL, 0, wall_ms(t));
     wsn_exec_actions(t);
     close_now(t, c);
     return;
   }
-  const wse_config_t *cfg = NULL;
-  if (!wse_app_match(srv->app, req->target, &cfg) || !cfg) cfg = &srv->opts.cfg;
   wse_session_t *s = wse_app_session(srv->app, (uint32_t)h);
   if ((uint32_t)h >= srv->max_handle) srv->max_handle = (uint32_t)h + 1;
   s->host = wsn_host_encode(t, c);
@@ -523,7 +568,11 @@ static void ws_upgrade(wsn_thread_t *t, wsn_conn_t *c, const wse_request_t *req,
   c->flags |= WSN_F_SESSION | WSN_F_WS_INIT;
   c->state = WSN_ST_WS;
   memset(&c->u.http, 0, sizeof c->u.http);
-  wse_ws_init(&c->u.ws, cfg, &srv->alloc, WSE_WS_SERVER);
+  wse_ws_init(&c->u.ws, cfg, &srv->alloc, WSE_WS_SERVER | (dfl ? WSE_WS_RSV1 : 0));
+  if (dfl) {
+    c->dfl = dfl;
+    atomic_fetch_add(&srv->n_deflate, 1);
+  }
   c->open_ms = wsn_now_ms32(t);
   c->last_rx_s = c->last_ping_s = wsn_now_s(t);
   atomic_fetch_add(&srv->n_ws, 1);

@@ -46,7 +46,8 @@ void wsn_deflate_free(wsn_deflate_t *d);
  * with ev.compressed = 1): appends 00 00 ff ff, inflates with the client's
  * window, at most cfg->max_message_size bytes (past it: WSE_ETOOBIG without
  * inflating further), checks UTF-8 of text as it goes (WSE_EUTF8).
- * Returns WSE_OK with *out and *out_len valid until the next call on x, or an
+ * Returns WSE_OK with *out and *out_len valid until the next
+ * wsn_deflate_inflate on x (compressing meanwhile does not touch them), or an
  * error: WSE_ETOOBIG (1009), WSE_EUTF8 (1007), WSN_DEFLATE_EDATA (1007),
  * WSE_ENOMEM (1011). After an error the connection must be closed. */
 int wsn_deflate_inflate(wsn_deflate_t *d, wsn_deflate_ctx_t *x,

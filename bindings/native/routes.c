@@ -171,7 +171,8 @@ static void stats(wsn_thread_t *t, wsn_conn_t *c, int head_only) {
                    "{\"connections\":%llu,\"websockets\":%llu,\"sessions\":%llu,"
                    "\"rooms\":%llu,\"members\":%llu,\"messages_in\":%llu,"
                    "\"messages_out\":%llu,\"bytes_in\":%llu,\"bytes_out\":%llu,"
-                   "\"uptime_s\":%llu,\"threads\":%d,\"connections_total\":%llu}",
+                   "\"uptime_s\":%llu,\"threads\":%d,\"connections_total\":%llu,"
+                   "\"deflate_connections\":%llu,\"deflate_memory_bytes\":%llu}",
                    (unsigned long long)atomic_load(&srv->n_conns),
                    (unsigned long long)atomic_load(&srv->n_ws),
                    (unsigned long long)st.sessions, (unsigned long long)st.rooms,
@@ -181,7 +182,9 @@ static void stats(wsn_thread_t *t, wsn_conn_t *c, int head_only) {
                    (unsigned long long)st.bytes_in,
                    (unsigned long long)st.bytes_out,
                    (unsigned long long)wsn_uptime_s(t), srv->nthreads,
-                   (unsigned long long)atomic_load(&srv->total_conns));
+                   (unsigned long long)atomic_load(&srv->total_conns),
+                   (unsigned long long)atomic_load(&srv->n_deflate),
+                   (unsigned long long)wsn_deflate_memory());
   wsn_respond(t, c, 200, NULL, "application/json", body, (size_t)n, head_only);
 }
 

@@ -141,6 +141,7 @@ static void drain_queue(wsn_thread_t *t) {
   uv_mutex_unlock(&t->qlock);
   while (it) {
     wsn_item_t *next = it->next;
+    if (t->dfl) wsn_deflate_next_message(t->dfl); /* a new message to deliver */
     for (uint32_t i = 0; i < it->n; i++) {
       wsn_conn_t *c = lookup(t, it->tg[i].slot, it->tg[i].gen);
       if (!c) continue;
@@ -241,6 +242,7 @@ static void route_to(wsn_thread_t *t, const wse_session_t *s, int kind,
 
 static void exec_one(wsn_thread_t *t, const wse_action_t *a) {
   wse_app_t *app = t->srv->app;
+  if (t->dfl) wsn_deflate_next_message(t->dfl); /* a new message to deliver */
   switch (a->type) {
   case WSE_ACT_SEND:
     route_to(t, wse_app_session(app, a->target), WSN_ITEM_SEND, a->frame,
@@ -503,6 +505,8 @@ static void thread_free(wsn_thread_t *t) {
   }
   uv_mutex_destroy(&t->qlock);
   wsn_obuf_cache_free(t);
+  wsn_deflate_ctx_free(t->dfl);
+  t->dfl = NULL;
   for (int i = 0; i < WSN_MAX_THREADS; i++) free(t->stage[i]);
   free(t->rbuf);
   free(t->conns);

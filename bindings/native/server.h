@@ -12,6 +12,7 @@
 #include <sys/socket.h>
 #include <uv.h>
 
+#include "deflate.h"
 #include "wsedge.h"
 
 #define WSN_MAX_THREADS 64
@@ -84,6 +85,7 @@ typedef struct wsn_conn {
   struct wsn_conn *next_dirty;
   wsn_obuf_t *out;             /* accumulating (corked) */
   wsn_obuf_t *wr;              /* in flight */
+  wsn_deflate_t *dfl;          /* permessage-deflate state when negotiated */
   union {
     struct {
       char *buf;               /* partial head (+ body), lazily allocated */
@@ -167,6 +169,9 @@ typedef struct wsn_thread {
 
   uint8_t entropy[1024];
   size_t entropy_off;
+
+  /* permessage-deflate: shared streams, scratch, broadcast cache (lazy) */
+  wsn_deflate_ctx_t *dfl;
 } wsn_thread_t;
 
 typedef struct wsn_server {
@@ -180,6 +185,7 @@ typedef struct wsn_server {
   uint64_t start_wall_ms;
   atomic_uint_fast64_t n_conns; /* open TCP connections, all threads */
   atomic_uint_fast64_t n_ws;    /* open WebSockets */
+  atomic_uint_fast64_t n_deflate; /* ... that negotiated permessage-deflate */
   atomic_uint_fast64_t total_conns;
   atomic_int shutting_down;    /* 1 after a signal, 2 after a second one */
   atomic_int n_idle;           /* threads stopped and without connections */
