@@ -101,7 +101,7 @@ test('raw: a message split at every byte still arrives whole', async () => {
   ws.destroy();
 });
 
-test('python websockets 10.4: echo and close (declines permessage-deflate)', async () => {
+test('python websockets 10.4: echo and close (permessage-deflate negotiated)', async () => {
   const out = await new Promise((resolve, reject) => {
     const p = spawn('/usr/bin/python3', [path.join(HERE, 'py_echo_client.py'), `${srv.wsUrl}/ws`], { stdio: ['ignore', 'pipe', 'pipe'] });
     let so = '', se = '';
@@ -111,6 +111,6 @@ test('python websockets 10.4: echo and close (declines permessage-deflate)', asy
     p.on('exit', (code) => { clearTimeout(t); code === 0 ? resolve(so) : reject(new Error(`python exit ${code}: ${se}`)); });
   });
   const r = JSON.parse(out);
-  assert.deepEqual(r.extensions, []);
+  assert.deepEqual(r.extensions, ['permessage-deflate']);
   assert.equal(r.close_code, 1000);
 });

@@ -1,6 +1,6 @@
 """Second, independent client for the native echo test: Python websockets
-(Debian python3-websockets 10.4). Offers permessage-deflate (the server must
-decline it cleanly), echoes text/binary of several sizes, then closes with
+(Debian python3-websockets 10.4). Offers permessage-deflate (the server
+negotiates it), echoes text/binary of several sizes, then closes with
 1000 and checks the server's Close. Prints one JSON line; exit 0 on success."""
 import asyncio
 import json
