@@ -26,7 +26,8 @@ const WINDOW = 64; // a sender's messages in flight (keeps the readers well unde
 const PAD = 'x'.repeat(1000);
 
 function member(port, room, name) {
-  const ws = new WebSocket(`ws://127.0.0.1:${port}/chat/${room}?name=${name}`);
+  // no permessage-deflate: the RSS bound measures buffering, not zlib contexts
+  const ws = new WebSocket(`ws://127.0.0.1:${port}/chat/${room}?name=${name}`, { perMessageDeflate: false });
   const m = { ws, name, events: [], seen: new Map(), errors: [], closed: null, joined: false };
   ws.on('message', (d) => {
     const ev = JSON.parse(d.toString());
