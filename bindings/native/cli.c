@@ -83,7 +83,8 @@ void wsn_cli_usage(FILE *f) {
   for (size_t i = 0; i < N_OPTS; i++) {
     char left[64];
     snprintf(left, sizeof left, "%s%s%s", opts[i].flag, opts[i].arg[0] ? " " : "", opts[i].arg);
-    fprintf(f, "  %-32s %s\n", left, opts[i].help);
+    if (strlen(left) > 32) fprintf(f, "  %s\n  %-32s %s\n", left, "", opts[i].help);
+    else fprintf(f, "  %-32s %s\n", left, opts[i].help);
     if (opts[i].env) fprintf(f, "  %-32s   env %s\n", "", opts[i].env);
   }
   fprintf(f, "  %-32s %s\n  %-32s %s\n", "--help", "this text", "--version",
