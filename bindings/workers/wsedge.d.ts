@@ -80,6 +80,10 @@ export declare function upgradeDurableWith(
 /** One app context in wasm memory (the example app: /ws echo, /chat/:room). */
 export declare class WsedgeApp {
   constructor();
+  /** Add earlier instances' totals to the restore counters (lifetime stats). */
+  seed(restores: number, restored: number): void;
+  /** Lifetime restore passes (wakes) and restored sessions. */
+  counters(): { wakes: number; restored: number };
   /** Free the context and all its sessions. */
   free(): void;
   /** Live sessions. */
@@ -125,6 +129,16 @@ export declare class DurableSessions {
   webSocketError(ws: WebSocket, error?: unknown): void;
   /** Send to one session by its id from anywhere in the object. Returns 0 or a negative wse_err. */
   sendTo(sessionId: string, data: string | ArrayBuffer | ArrayBufferView): number;
-  /** Rebuild the SessionMap from attachments now (done lazily otherwise). */
-  restore(): void;
+  /**
+   * Rebuild the SessionMap from attachments now (done lazily otherwise, on
+   * the first event of an instance). Closing sockets that still carry a
+   * session are restored too, so a close that wakes the object reaches the
+   * core and the others get its leave; `event` is the socket whose event is
+   * being handled (workerd leaves a socket whose Close it received out of
+   * getWebSockets()). Each pass over >= 1 socket counts one wake; the
+   * lifetime totals (wakes, restored sessions) are kept in the object's
+   * storage (ctx.storage.kv, else SQL, else get/put) and reported by the
+   * app's stats.
+   */
+  restore(event?: WebSocket): void;
 }

@@ -13,7 +13,8 @@
 //   result block (u32 words, wsx_result):
 //     0 status  1 headers ptr  2 headers len  3 body ptr  4 body len
 //     5 action count  6 tape ptr  7 new session handle  8 session id ptr
-//     9 restore handles ptr (i32[n])
+//     9 restore handles ptr (i32[n])  10 lifetime restore passes
+//     11 lifetime restored sessions (after wsx_restore / wsx_seed)
 //   action tape: 8 u32 words per action —
 //     type (1 send, 2 broadcast, 3 close, 4 attach), target handle,
 //     opcode (1 text, 2 binary), close code, data ptr, data len,
@@ -29,12 +30,13 @@ const enc = new TextEncoder();
 const dec = new TextDecoder();
 
 const R_STATUS = 0, R_HDRS = 1, R_HDRS_LEN = 2, R_BODY = 3, R_BODY_LEN = 4;
-const R_NACT = 5, R_TAPE = 6, R_HANDLE = 7, R_SID = 8, R_HANDLES = 9;
+const R_NACT = 5, R_TAPE = 6, R_HANDLE = 7, R_SID = 8, R_HANDLES = 9, R_RESTORES = 10, R_RESTORED = 11;
 
 export const ACT_SEND = 1, ACT_BROADCAST = 2, ACT_CLOSE = 3, ACT_ATTACH = 4;
 const OP_TEXT = 1, OP_BINARY = 2;
 const SID_LEN = 22;
 const WSE_EPROTO = -4;
+const NOT_OPEN = 2; // readyState CLOSING (2) or CLOSED (3)
 
 // Heartbeat answered by the runtime without waking a hibernated object.
 export const AUTO_PING = '{"type":"ping"}';
@@ -296,8 +298,22 @@ export class WsedgeApp {
     return this.core.x.wsx_sessions(this.ptr);
   }
 
-  /** Restore from attachments (Uint8Array|null each); returns handles/errors. */
-  restore(atts) {
+  /** Add earlier instances' totals to the restore counters (lifetime stats). */
+  seed(restores, restored) {
+    this.core.x.wsx_seed(this.ptr, restores, restored);
+  }
+
+  /** Lifetime restore passes (wakes) and restored sessions, as the core counts them. */
+  counters() {
+    this.core.refresh();
+    return { wakes: this.core.u32[this.res + R_RESTORES], restored: this.core.u32[this.res + R_RESTORED] };
+  }
+
+  /**
+   * Restore from attachments (Uint8Array|null each); returns handles/errors.
+   * sameWake: these sockets belong to a wake already counted.
+   */
+  restore(atts, sameWake = false) {
     let total = 4 + 4 * atts.length;
     for (const a of atts) total += a ? a.byteLength : 0;
     const p = this.input(total);
@@ -310,7 +326,7 @@ export class WsedgeApp {
       if (n) u8.set(a, off);
       off += n;
     });
-    const restored = this.core.x.wsx_restore(this.ptr, off - p, Date.now());
+    const restored = this.core.x.wsx_restore(this.ptr, off - p, Date.now(), sameWake ? 1 : 0);
     this.core.refresh();
     const hp = this.core.u32[this.res + R_HANDLES] >>> 2;
     const handles = Array.from(this.core.i32.subarray(hp, hp + atts.length));
@@ -396,9 +412,13 @@ class SocketHost {
     return h === undefined ? -1 : h;
   }
 
+  // Never throws out of a handler. A socket that is closing or closed
+  // (restored during a wake so its own close can be processed) is skipped:
+  // its webSocketClose ends the session with the peer's code. A send that
+  // fails on an open socket ends that session as abnormal (1006).
   send(h, msg) {
     const ws = this.sockets[h];
-    if (!ws) return;
+    if (!ws || ws.readyState >= NOT_OPEN) return;
     try {
       ws.send(msg);
     } catch {
@@ -581,12 +601,11 @@ export function upgradeDurableWith(stub, request, init = {}) {
 // the same object (after eviction) frees its predecessor's context.
 const durableApps = new Map();
 
-const NOT_OPEN = 2; // readyState CLOSING (2) or CLOSED (3)
-
 class DurableHost extends SocketHost {
   constructor(state) {
     super(new WsedgeApp());
     this.state = state;
+    this.gone = new WeakSet(); // sockets whose session ended in this instance
   }
 
   attach(h, bytes) {
@@ -600,9 +619,48 @@ class DurableHost extends SocketHost {
   }
 
   detach(ws) {
+    this.gone.add(ws);
     // an ended session must not come back on the next wake
     try { ws.serializeAttachment(null); } catch { /* socket gone */ }
   }
+}
+
+// The object's lifetime counters (wakes, restored sessions) live in its
+// storage so GET …/stats counts over the object's life, not per instance.
+// SQLite-backed classes: the synchronous KV API (ctx.storage.kv) where the
+// runtime has it, else SQL; other storage: get/put, read before any event.
+const COUNTERS_KEY = 'wsedge:counters';
+
+function counterStore(state) {
+  const st = state.storage;
+  if (!st) return null;
+  if (st.kv && typeof st.kv.get === 'function') {
+    return { get: () => st.kv.get(COUNTERS_KEY), put: (v) => st.kv.put(COUNTERS_KEY, v) };
+  }
+  if (st.sql && typeof st.sql.exec === 'function') {
+    try {
+      st.sql.exec('CREATE TABLE IF NOT EXISTS wsedge_counters (k INTEGER PRIMARY KEY, wakes INTEGER, restored INTEGER)');
+      return {
+        get: () => {
+          const row = st.sql.exec('SELECT wakes, restored FROM wsedge_counters WHERE k = 1').toArray()[0];
+          return row ? [row.wakes, row.restored] : undefined;
+        },
+        put: (v) => st.sql.exec('INSERT OR REPLACE INTO wsedge_counters (k, wakes, restored) VALUES (1, ?, ?)', v[0], v[1]),
+      };
+    } catch { /* not SQLite-backed: fall through */ }
+  }
+  if (typeof st.get === 'function') {
+    return { async: true, get: () => st.get(COUNTERS_KEY), put: (v) => { st.put(COUNTERS_KEY, v).catch(() => {}); } };
+  }
+  return null;
+}
+
+function attachmentOf(ws) {
+  let a = null;
+  try { a = ws.deserializeAttachment(); } catch { /* unreadable: foreign */ }
+  if (a instanceof ArrayBuffer) return new Uint8Array(a);
+  if (ArrayBuffer.isView(a)) return new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
+  return null; // foreign or missing: the core rejects an empty attachment
 }
 
 /**
@@ -623,31 +681,73 @@ export class DurableSessions {
     this.restored = false;
     const auto = options.autoResponse === undefined ? [AUTO_PING, AUTO_PONG] : options.autoResponse;
     if (auto) state.setWebSocketAutoResponse(new WebSocketRequestResponsePair(auto[0], auto[1]));
+    this.counters = counterStore(state);
+    if (this.counters?.async) {
+      state.blockConcurrencyWhile(async () => this.seed(await this.counters.get()));
+    } else if (this.counters) {
+      this.seed(this.counters.get());
+    }
   }
 
   get app() {
     return this.host.app;
   }
 
-  /** Rebuild the SessionMap from the sockets' attachments (once per instance). */
-  restore() {
-    if (this.restored) return;
-    this.restored = true;
-    const sockets = this.state.getWebSockets().filter((ws) => !(ws.readyState >= NOT_OPEN));
-    if (!sockets.length) return;
-    const atts = sockets.map((ws) => {
-      let a = null;
-      try { a = ws.deserializeAttachment(); } catch { /* unreadable: foreign */ }
-      if (a instanceof ArrayBuffer) return new Uint8Array(a);
-      if (ArrayBuffer.isView(a)) return new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
-      return null; // foreign or missing: the core rejects an empty attachment
-    });
-    const { handles } = this.app.restore(atts);
+  seed(v) {
+    if (Array.isArray(v) && v.length === 2) this.app.seed(Number(v[0]) || 0, Number(v[1]) || 0);
+  }
+
+  /** Restore `sockets` in one pass; sameWake: a later pass of a counted wake. */
+  restoreSockets(sockets, atts, sameWake) {
+    const { handles } = this.app.restore(atts, sameWake);
+    if (this.counters) {
+      const { wakes, restored } = this.app.counters();
+      try { this.counters.put([wakes, restored]); } catch { /* storage refused: stats stay per instance */ }
+    }
     handles.forEach((h, i) => {
       if (h >= 0) this.host.bind(h, sockets[i]);
-      else closeSocket(sockets[i], 1011, 'session state could not be restored');
+      else {
+        this.host.gone.add(sockets[i]);
+        closeSocket(sockets[i], 1011, 'session state could not be restored');
+      }
     });
     this.app.execute(this.host);
+  }
+
+  /**
+   * Rebuild the SessionMap from the sockets' attachments (once per
+   * instance). `event` is the socket of the event being handled.
+   */
+  restore(event) {
+    if (this.restored) {
+      // workerd leaves a socket whose Close it has received out of
+      // getWebSockets(): a member that closed while the object slept and
+      // whose event comes after the wake's pass is restored now, so its
+      // close runs in the core and the others get its leave.
+      if (event && this.host.handleOf(event) < 0 && !this.host.gone.has(event)) {
+        const a = attachmentOf(event);
+        if (a) this.restoreSockets([event], [a], this.woke);
+      }
+      return;
+    }
+    this.restored = true;
+    // Every socket that still carries a session is restored, closing ones
+    // included (the event's own socket is added when getWebSockets() left
+    // it out). A closing/closed socket without an attachment is a session
+    // that already ended (detach() cleared it): nothing to restore. An open
+    // socket without a readable attachment is foreign: the core rejects it.
+    const all = this.state.getWebSockets();
+    if (event && !all.includes(event)) all.push(event);
+    const sockets = [], atts = [];
+    for (const ws of all) {
+      const a = attachmentOf(ws);
+      if (a === null && ws.readyState >= NOT_OPEN) continue;
+      sockets.push(ws);
+      atts.push(a);
+    }
+    if (!sockets.length) return;
+    this.woke = true;
+    this.restoreSockets(sockets, atts, false);
   }
 
   async fetch(request) {
@@ -674,17 +774,17 @@ export class DurableSessions {
   }
 
   webSocketMessage(ws, message) {
-    this.restore();
+    this.restore(ws);
     this.host.message(ws, message);
   }
 
   webSocketClose(ws, code, reason) {
-    this.restore();
+    this.restore(ws);
     this.host.peerClosed(ws, code, reason);
   }
 
   webSocketError(ws) {
-    this.restore();
+    this.restore(ws);
     this.host.failed(ws);
   }
 
