@@ -270,6 +270,8 @@ enum {
   R_HANDLE,        /* upgrade: the new session's handle */
   R_SID,           /* upgrade / wsx_sid: pointer to WSE_SID_LEN chars */
   R_HANDLES,       /* restore: pointer to i32[n] */
+  R_RESTORES,      /* restore/seed: lifetime restore passes (saturated u32) */
+  R_RESTORED,      /* restore/seed: lifetime restored sessions */
   R_NWORDS = 16
 };
 
@@ -534,10 +536,34 @@ WSX_EXPORT("wsx_http") int wsx_http(wsx_t *x, size_t n, double now) {
   return st;
 }
 
+static uint32_t sat32(uint64_t v) {
+  return v > 0xffffffffu ? 0xffffffffu : (uint32_t)v;
+}
+
+static void counters(wsx_t *x) {
+  wse_app_stats_t st;
+  wse_app_stats(x->app, &st);
+  x->res[R_RESTORES] = sat32(st.restores);
+  x->res[R_RESTORED] = sat32(st.restored);
+}
+
+/* Seed the lifetime counters with earlier instances' totals (the Durable
+ * Object keeps them in storage); R_RESTORES/R_RESTORED -> the new totals. */
+WSX_EXPORT("wsx_seed")
+void wsx_seed(wsx_t *x, double restores, double restored) {
+  wse_app_stats_seed(x->app, restores > 0 ? (uint64_t)restores : 0,
+                     restored > 0 ? (uint64_t)restored : 0);
+  counters(x);
+}
+
 /* Restore after a wake. Input: u32 count, u32 lens[count], then the
  * attachments back to back. R_HANDLES -> i32[count]: a handle, or the
- * WSE_ATT_E* error (close that socket with 1011). Returns restored count. */
-WSX_EXPORT("wsx_restore") int wsx_restore(wsx_t *x, size_t n, double now) {
+ * WSE_ATT_E* error (close that socket with 1011); R_RESTORES/R_RESTORED ->
+ * the lifetime totals. same_wake = 1: a socket found later in the same wake
+ * (its event came after the first pass), not another wake: the pass is not
+ * counted. Returns restored count. */
+WSX_EXPORT("wsx_restore")
+int wsx_restore(wsx_t *x, size_t n, double now, int same_wake) {
   begin(x);
   if (n < 4 || n > x->in_cap) return -1;
   uint32_t cnt = rd32(x->in);
@@ -566,6 +592,8 @@ WSX_EXPORT("wsx_restore") int wsx_restore(wsx_t *x, size_t n, double now) {
   }
   long r = wse_app_restore(x->app, x->att, x->att_len, cnt, x->handles,
                            ms(now));
+  if (same_wake) wse_app_stats_seed(x->app, UINT64_MAX, 0); /* -1 mod 2^64 */
+  counters(x);
   x->res[R_HANDLES] = (uint32_t)(uintptr_t)x->handles;
   flush(x);
   return (int)r;

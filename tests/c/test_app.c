@@ -785,6 +785,22 @@ static void test_restore(void) {
   wse_app_stats(app, &st);
   CHECK_EQ(st.restores, 2);
   CHECK_EQ(st.restored, 4);
+  /* seeding adds a base (earlier instances' totals); the counters go on */
+  wse_app_stats_seed(app, 3, 9);
+  wse_app_stats(app, &st);
+  CHECK_EQ(st.restores, 5);
+  CHECK_EQ(st.restored, 13);
+  CHECK_EQ(st.sessions, 4); /* live counts untouched */
+  CHECK_EQ(st.rooms, 3);
+  wse_app_stats_seed(app, 0, 0);
+  wse_app_stats(app, &st);
+  CHECK_EQ(st.restores, 5);
+  CHECK_EQ(st.restored, 13);
+  /* modulo 2^64: adding UINT64_MAX takes one back */
+  wse_app_stats_seed(app, UINT64_MAX, 0);
+  wse_app_stats(app, &st);
+  CHECK_EQ(st.restores, 4);
+  CHECK_EQ(st.restored, 13);
   /* restored sessions close like any other */
   int before = closes;
   CHECK_EQ(wse_app_close(app, (uint32_t)hs[4], 1001, NULL, 0, 1002), WSE_OK);

@@ -893,6 +893,11 @@ long wse_app_restore(wse_app_t *a, const uint8_t *const *att,
 
 void wse_app_stats(const wse_app_t *a, wse_app_stats_t *out) { *out = a->st; }
 
+void wse_app_stats_seed(wse_app_t *a, uint64_t restores, uint64_t restored) {
+  a->st.restores += restores;
+  a->st.restored += restored;
+}
+
 /* ---- HTTP helpers ----------------------------------------------------- */
 
 long wse_query_param(wse_str_t t, const char *key, char *out, size_t cap) {

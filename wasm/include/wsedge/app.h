@@ -249,6 +249,10 @@ typedef struct wse_app_stats {
   uint64_t messages_in, messages_out, bytes_in, bytes_out;
 } wse_app_stats_t;
 void wse_app_stats(const wse_app_t *app, wse_app_stats_t *out);
+/* Add a base to the restore counters (modulo 2^64): a Durable Object keeps
+ * its lifetime totals in storage and seeds each new instance with them, so
+ * stats report wakes and restored sessions over the object's life. */
+void wse_app_stats_seed(wse_app_t *app, uint64_t restores, uint64_t restored);
 
 /* ---- the example application (echo + chat) --------------------------- */
 
