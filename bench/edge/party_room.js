@@ -1,16 +1,39 @@
-// bench/edge/party_room.js — the same room on PartyServer (npm partyserver),
-// hibernating, as its README writes one: onMessage + this.broadcast(msg,
-// [sender.id]) for binary, JSON to everyone for text.
+// bench/edge/party_room.js — the same chat room on PartyServer (npm
+// partyserver), hibernating, written as its README does: onConnect /
+// onMessage / onClose with this.broadcast and connection state. It does the
+// same application work as the wsedge ChatRoom (wasm/example/chat.c) and
+// bench/edge/plain_room.js:
+//   connect  {"type":"join","id","name","count"} to every member, joiner included
+//   text     {"type":"message","id","name","text","ts"} to every member
+//   binary   relayed as-is to the other members
+//   close    {"type":"leave","id","name","count"} to the remaining members
+//            (PartyServer answers the close handshake itself)
 import { Server } from "partyserver";
 
 export class PartyRoom extends Server {
   static options = { hibernate: true };
 
+  onConnect(connection, ctx) {
+    const name = new URL(ctx.request.url).searchParams.get("name") || "guest-" + connection.id.slice(0, 6);
+    connection.setState({ name });
+    let count = 0;
+    for (const _ of this.getConnections()) count++;
+    this.broadcast(JSON.stringify({ type: "join", id: connection.id, name, count }));
+  }
+
   onMessage(connection, message) {
     if (typeof message === "string") {
-      this.broadcast(JSON.stringify({ type: "message", text: message }));
+      const name = connection.state?.name;
+      this.broadcast(JSON.stringify({ type: "message", id: connection.id, name, text: message, ts: Date.now() }));
       return;
     }
     this.broadcast(message, [connection.id]);
+  }
+
+  onClose(connection) {
+    let count = 0;
+    for (const c of this.getConnections()) if (c.id !== connection.id) count++;
+    const leave = JSON.stringify({ type: "leave", id: connection.id, name: connection.state?.name, count });
+    this.broadcast(leave, [connection.id]);
   }
 }
