@@ -49,6 +49,7 @@ export declare class WebSocketContext {
   /** The rejection to return when !ok, else null. */
   readonly response: Response | null;
   readonly request: Request;
+  /** request.url parsed on first use (the shim itself slices request.url). */
   readonly url: URL;
   /**
    * Accept in this Worker: WebSocketPair + standard accept; the session lives

@@ -103,8 +103,18 @@ export function heapStats() {
 
 // ---- one application context (an app with its sessions) ------------------
 
-function requestTarget(url) {
-  return url.pathname + url.search;
+// request.url is the runtime's serialisation of an already parsed URL, so
+// its host and origin-form target (path + query) are plain slices of it: no
+// URL object per request.
+function urlParts(href) {
+  const a = href.indexOf('://');
+  const p = a < 0 ? -1 : href.indexOf('/', a + 3);
+  if (p < 0) {
+    const u = new URL(href);
+    return { host: u.host, target: u.pathname + u.search };
+  }
+  const h = href.indexOf('#', p);
+  return { host: href.slice(a + 3, p), target: h < 0 ? href.slice(p) : href.slice(p, h) };
 }
 
 function jsonResponse(status, obj, headers) {
@@ -117,8 +127,24 @@ function jsonResponse(status, obj, headers) {
 // handshake); permessage-deflate is never negotiated by the core at the edge.
 const RUNTIME_OWNED = new Set(['upgrade', 'connection', 'sec-websocket-accept', 'sec-websocket-extensions']);
 
+// Write s at u8[off] (UTF-8), its byte length at u32[li]; returns the new offset.
+function putString(u8, u32, li, off, s) {
+  const n = s.length;
+  let i = 0;
+  for (; i < n; i++) {
+    const ch = s.charCodeAt(i);
+    if (ch >= 0x80) break;
+    u8[off + i] = ch;
+  }
+  let written = i;
+  if (i < n) written += enc.encodeInto(s.slice(i), u8.subarray(off + i, off + 3 * n)).written;
+  u32[li] = written;
+  return off + written;
+}
+
 export class WsedgeApp {
   constructor() {
+    this.hs = []; // header names and values of the request being packed
     this.core = getCore();
     this.ptr = this.core.x.wsx_new();
     if (!this.ptr) throw new Error('wsedge: out of memory creating an app context');
@@ -139,27 +165,29 @@ export class WsedgeApp {
     return p;
   }
 
-  /** Pack method, target, headers (and body) into the input buffer. */
-  pack(request, url, body) {
-    const hs = [];
+  /**
+   * Pack method, target, headers (and body) into the input buffer. Strings
+   * are written byte by byte while they are ASCII (header names and values
+   * nearly always are); a string with other characters goes through
+   * TextEncoder.encodeInto. No per-string views or closures.
+   */
+  pack(request, href, body) {
+    const hs = this.hs;
+    hs.length = 0;
     for (const [k, v] of request.headers) hs.push(k, v);
-    if (!request.headers.has('host')) hs.push('host', url.host);
-    const method = request.method, target = requestTarget(url);
+    const { host, target } = urlParts(href);
+    if (!request.headers.has('host')) hs.push('host', host);
+    const method = request.method;
     const nlen = 2 + hs.length;
     let bound = 24 + 4 * nlen + 3 * (method.length + target.length) + (body ? body.byteLength : 0);
-    for (const s of hs) bound += 3 * s.length;
+    for (let i = 0; i < hs.length; i++) bound += 3 * hs[i].length;
     const p = this.input(bound);
     const { u8, u32 } = this.core;
     let off = p + 24 + 4 * nlen;
     const lens = (p + 24) >>> 2;
-    const put = (i, s) => {
-      const { written } = enc.encodeInto(s, u8.subarray(off, off + 3 * s.length));
-      u32[lens + i] = written;
-      off += written;
-    };
-    put(0, method);
-    put(1, target);
-    for (let i = 0; i < hs.length; i++) put(2 + i, hs[i]);
+    off = putString(u8, u32, lens, off, method);
+    off = putString(u8, u32, lens + 1, off, target);
+    for (let i = 0; i < hs.length; i++) off = putString(u8, u32, lens + 2 + i, off, hs[i]);
     u32[(p + 16) >>> 2] = hs.length / 2;
     u32[(p + 20) >>> 2] = body ? body.byteLength : 0;
     if (body) {
@@ -225,18 +253,20 @@ export class WsedgeApp {
 
   /** The 101's headers the Worker must add itself (e.g. Sec-WebSocket-Protocol). */
   upgradeHeaders() {
-    const h = new Headers();
-    for (const [k, v] of this.result().headers) if (!RUNTIME_OWNED.has(k.toLowerCase())) h.append(k, v);
+    let h;
+    for (const [k, v] of this.result().headers) {
+      if (!RUNTIME_OWNED.has(k.toLowerCase())) (h ??= new Headers()).append(k, v);
+    }
     return h;
   }
 
-  validate(request, url) {
-    const n = this.pack(request, url, null);
+  validate(request, href = request.url) {
+    const n = this.pack(request, href, null);
     return this.core.x.wsx_validate(this.ptr, n, Date.now());
   }
 
-  isUpgrade(request, url, body) {
-    const n = this.pack(request, url, body);
+  isUpgrade(request, href, body) {
+    const n = this.pack(request, href, body);
     this.packedLen = n;
     return this.core.x.wsx_is_upgrade(this.ptr, n) === 1;
   }
@@ -450,12 +480,17 @@ class SocketHost {
 
   detach() {}
 
+  // The peer's Close arrived and its session ended.
+  forget(ws) {
+    this.detach(ws);
+  }
+
   // A socket reported its end (close frame from the peer, or an error).
   peerClosed(ws, code, reason) {
     const h = this.handleOf(ws);
     if (h >= 0) {
       this.unbind(h);
-      this.detach(ws);
+      this.forget(ws);
       this.app.close(h, code, reason);
       this.app.execute(this);
     }
@@ -498,11 +533,16 @@ export function workerApp() {
 }
 
 export class WebSocketContext {
-  constructor(host, request, url, response) {
+  constructor(host, request, response) {
     this.host = host;
     this.request = request;
-    this.url = url;
     this.response = response;
+    this._url = null;
+  }
+
+  /** The request's URL (parsed on first use; the core works from request.url). */
+  get url() {
+    return (this._url ??= new URL(this.request.url));
   }
 
   /** false when the core rejected the request; `response` then answers it. */
@@ -519,9 +559,8 @@ export class WebSocketContext {
    */
   static fromRequest(request, config = {}) {
     const host = getWorkerHost();
-    const url = new URL(request.url);
-    const status = host.app.validate(request, url);
-    if (status === 101) return new WebSocketContext(host, request, url, null);
+    const status = host.app.validate(request, request.url);
+    if (status === 101) return new WebSocketContext(host, request, null);
     let response = host.app.response();
     if (config.onFailedUpgrade) {
       const { headers, body } = host.app.result();
@@ -530,7 +569,7 @@ export class WebSocketContext {
       const r = config.onFailedUpgrade({ status, error, headers, request });
       if (r instanceof Response) response = r;
     }
-    return new WebSocketContext(host, request, url, response);
+    return new WebSocketContext(host, request, response);
   }
 
   /**
@@ -540,7 +579,7 @@ export class WebSocketContext {
   upgrade() {
     if (!this.ok) return this.response;
     const { app } = this.host;
-    app.isUpgrade(this.request, this.url, null); // packs the request
+    app.isUpgrade(this.request, this.request.url, null); // packs the request
     const h = app.upgradePacked();
     if (h < 0) return app.response();
     const headers = app.upgradeHeaders();
@@ -616,6 +655,13 @@ class DurableHost extends SocketHost {
     } catch {
       this.ended.push([h, 1011, '']);
     }
+  }
+
+  // The runtime has already dropped a socket whose Close it received from
+  // the object's list (getWebSockets()), so its attachment need not be
+  // cleared: one runtime call less per close.
+  forget(ws) {
+    this.gone.add(ws);
   }
 
   detach(ws) {
@@ -752,10 +798,9 @@ export class DurableSessions {
 
   async fetch(request) {
     this.restore();
-    const url = new URL(request.url);
     const body = request.method === 'GET' || request.method === 'HEAD' ? null : new Uint8Array(await request.arrayBuffer());
     const { app, host } = this;
-    if (!app.isUpgrade(request, url, body)) {
+    if (!app.isUpgrade(request, request.url, body)) {
       app.httpPacked();
       const res = app.response();
       app.execute(host);
