@@ -113,18 +113,19 @@ static size_t queued(const wsn_conn_t *c) {
 
 static void conn_flush(wsn_thread_t *t, wsn_conn_t *c);
 
-/* Unbounded append (responses, our Close frame). */
-static int out_put(wsn_thread_t *t, wsn_conn_t *c, const void *p, size_t n) {
+/* Room for n more bytes at the end of the corked output (unbounded; the
+ * caller writes them). NULL when out of memory. */
+static uint8_t *out_reserve(wsn_thread_t *t, wsn_conn_t *c, size_t n) {
   wsn_obuf_t *o = c->out;
   if (!o) {
     o = obuf_new(t, n);
-    if (!o) return -1;
+    if (!o) return NULL;
     c->out = o;
   } else if (o->cap - o->len < n) {
     size_t need = (size_t)o->len + n;
     if (need <= OBUF_LARGE) { /* small -> large class, from the cache */
       wsn_obuf_t *q = obuf_new(t, need);
-      if (!q) return -1;
+      if (!q) return NULL;
       memcpy(q->data, o->data, o->len);
       q->len = o->len;
       obuf_release(t, o);
@@ -132,16 +133,24 @@ static int out_put(wsn_thread_t *t, wsn_conn_t *c, const void *p, size_t n) {
     } else {
       size_t cap = (size_t)o->cap * 2;
       if (cap < need) cap = need;
-      if (cap > UINT32_MAX) return -1;
+      if (cap > UINT32_MAX) return NULL;
       wsn_obuf_t *q = realloc(o, sizeof *o + cap);
-      if (!q) return -1;
+      if (!q) return NULL;
       q->cap = (uint32_t)cap;
       c->out = o = q;
     }
   }
-  if (n) memcpy(o->data + o->len, p, n);
+  uint8_t *d = o->data + o->len;
   o->len += (uint32_t)n;
   want_flush(t, c);
+  return d;
+}
+
+/* Unbounded append (responses, our Close frame). */
+static int out_put(wsn_thread_t *t, wsn_conn_t *c, const void *p, size_t n) {
+  uint8_t *d = out_reserve(t, c, n);
+  if (!d) return -1;
+  if (n) memcpy(d, p, n);
   return 0;
 }
 
@@ -165,6 +174,28 @@ int wsn_conn_append(wsn_thread_t *t, wsn_conn_t *c, const uint8_t *p, size_t n) 
   return out_put(t, c, p, n);
 }
 
+/* The app's direct SEND (server.c direct_send): frame the message straight
+ * into the corked output, no copy through the app's action arena. Returns 0
+ * (the app queues the action instead) for anything off the plain path:
+ * compression, a closing connection, the write bound, out of memory. */
+int wsn_conn_direct(wsn_thread_t *t, wsn_conn_t *c, unsigned op,
+                    const uint8_t *p, size_t n) {
+  if (c->state != WSN_ST_WS || c->dfl) return 0;
+  size_t hl = n < 126 ? 2 : wse_frame_header_size(n, 0), fl = hl + n;
+  size_t q = queued(c);
+  if (q && q + fl > c->u.ws.cfg->max_write_buffer_size) return 0;
+  uint8_t *d = out_reserve(t, c, fl);
+  if (!d) return 0;
+  if (hl == 2) { /* FIN + opcode, 7-bit length, unmasked */
+    d[0] = (uint8_t)(0x80 | op);
+    d[1] = (uint8_t)n;
+  } else {
+    wse_frame_write_header(d, 1, 0, op, n, NULL);
+  }
+  if (n) memcpy(d + hl, p, n);
+  return 1;
+}
+
 static void slow_consumer(wsn_thread_t *t, wsn_conn_t *c) {
   wsn_log(WSN_LOG_WARN, "slow consumer on thread %d slot %u: %zu bytes queued, closing with 1008",
           t->idx, c->slot, queued(c));
@@ -179,6 +210,16 @@ static void slow_consumer(wsn_thread_t *t, wsn_conn_t *c) {
 void wsn_conn_deliver(wsn_thread_t *t, wsn_conn_t *c, const uint8_t *p,
                       size_t n) {
   if (c->state != WSN_ST_WS) return;
+  wsn_obuf_t *o = c->out;
+  /* fast path: room in the corked buffer and under the bound */
+  if (o && !c->dfl && o->cap - o->len >= n &&
+      (size_t)o->len + n + (c->wr ? c->wr->len - c->wr->off : 0) <=
+          c->u.ws.cfg->max_write_buffer_size) {
+    memcpy(o->data + o->len, p, n);
+    o->len += (uint32_t)n;
+    want_flush(t, c);
+    return;
+  }
   /* data frames are re-framed compressed (control frames never are); no
    * context takeover: the thread's cached frame for this message */
   if (c->dfl && wsn_deflate_frame(c->dfl, t->dfl, p, n, &p, &n) < 0) {
@@ -450,7 +491,7 @@ static void ws_feed(wsn_thread_t *t, wsn_conn_t *c, uint8_t *p, size_t n) {
           break;
         }
       }
-      wsn_app_lock(t); /* may deliver queued items, even a close to us */
+      if (!t->locked) wsn_app_lock(t); /* may deliver queued items, even a close to us */
       if (c->state == WSN_ST_WS && (c->flags & WSN_F_SESSION)) {
         wse_app_message(t->srv->app, c->sess, ev.opcode, mp, mn, wall_ms(t));
         wsn_exec_actions(t);

@@ -97,6 +97,7 @@ void wsn_app_lock(wsn_thread_t *t) {
   if (t->locked) return;
   uv_mutex_lock(&t->srv->app_lock);
   t->locked = 1;
+  t->srv->holder = t;
   /* Items queued for us were produced before this point in lock order:
    * deliver them before anything we are about to produce. */
   drain_queue(t);
@@ -105,6 +106,7 @@ void wsn_app_lock(wsn_thread_t *t) {
 void wsn_app_unlock(wsn_thread_t *t) {
   if (!t->locked) return;
   t->locked = 0;
+  t->srv->holder = NULL;
   uv_mutex_unlock(&t->srv->app_lock);
   uint64_t m = t->wake_mask;
   t->wake_mask = 0;
@@ -168,6 +170,7 @@ static void stage(wsn_thread_t *t, int ti, uint32_t slot, uint32_t gen) {
     t->stage[ti] = p;
     t->stage_cap[ti] = cap;
   }
+  t->n_staged++;
   t->stage[ti][t->stage_n[ti]].slot = slot;
   t->stage[ti][t->stage_n[ti]].gen = gen;
   t->stage_n[ti]++;
@@ -176,6 +179,8 @@ static void stage(wsn_thread_t *t, int ti, uint32_t slot, uint32_t gen) {
 /* Queue the staged targets: the bytes are copied once and shared. */
 static void flush_stage(wsn_thread_t *t, int kind, unsigned code,
                         const uint8_t *p, size_t n) {
+  if (!t->n_staged) return; /* everything was local */
+  t->n_staged = 0;
   wsn_server_t *srv = t->srv;
   unsigned items = 0;
   for (int i = 0; i < srv->nthreads; i++)
@@ -238,6 +243,18 @@ static void route_to(wsn_thread_t *t, const wse_session_t *s, int kind,
   } else if (ti < t->srv->nthreads) {
     stage(t, ti, slot, gen);
   }
+}
+
+/* The app's direct SEND (wse_app_set_direct_send): a session on the thread
+ * holding the lock gets the frame written straight into its output. */
+static int direct_send(void *ud, wse_session_t *s, unsigned op,
+                       const uint8_t *p, size_t n) {
+  wsn_thread_t *t = ((wsn_server_t *)ud)->holder;
+  if (!t || !s->host) return 0;
+  uint64_t v = (uint64_t)(uintptr_t)s->host;
+  if ((int)((v >> 24) & 0xff) != t->idx) return 0;
+  wsn_conn_t *c = lookup(t, (uint32_t)(v & 0xffffff), (uint32_t)(v >> 32));
+  return c ? wsn_conn_direct(t, c, op, p, n) : 0;
 }
 
 static void exec_one(wsn_thread_t *t, const wse_action_t *a) {
@@ -558,6 +575,7 @@ int wsn_serve(const wsn_opts_t *o) {
     fprintf(stderr, "wsedge: cannot create the app: %s\n", wse_strerror(rc));
     return fail_early(srv);
   }
+  wse_app_set_direct_send(srv->app, direct_send, srv);
   rc = wse_example_register(srv->app);
   if (rc < 0) {
     fprintf(stderr, "wsedge: cannot register the example app: %s\n",

@@ -157,6 +157,7 @@ typedef struct wsn_thread {
   /* staging of cross-thread targets while executing one action */
   wsn_target_t *stage[WSN_MAX_THREADS];
   uint32_t stage_n[WSN_MAX_THREADS], stage_cap[WSN_MAX_THREADS];
+  uint32_t n_staged;           /* targets staged for any thread */
 
   /* incoming items from other threads (MPSC: producers hold app_lock) */
   uv_mutex_t qlock;
@@ -191,6 +192,7 @@ typedef struct wsn_server {
   atomic_int n_idle;           /* threads stopped and without connections */
   atomic_int all_idle;
   uint32_t max_handle;          /* 1 + the largest session handle (app_lock) */
+  wsn_thread_t *holder;         /* the thread holding app_lock, else NULL */
   uv_signal_t sigterm, sigint;
   struct sockaddr_storage addr;
   int bound_port;
@@ -218,6 +220,8 @@ int wsn_conn_append(wsn_thread_t *t, wsn_conn_t *c, const uint8_t *p,
                     size_t n);
 void wsn_conn_deliver(wsn_thread_t *t, wsn_conn_t *c, const uint8_t *p,
                       size_t n);
+int wsn_conn_direct(wsn_thread_t *t, wsn_conn_t *c, unsigned op,
+                    const uint8_t *p, size_t n);
 void wsn_conn_close_ws(wsn_thread_t *t, wsn_conn_t *c, unsigned code,
                        const char *reason, size_t n);
 void wsn_conn_end_session(wsn_thread_t *t, wsn_conn_t *c);

@@ -1019,12 +1019,84 @@ static void test_response_write(void) {
   wse_app_free(app);
 }
 
+/* The host's direct SEND: used only while nothing is queued (order), its
+ * refusal queues the action as before, and the counters see both. */
+static int direct_ret, direct_calls;
+static uint32_t direct_handle;
+static unsigned direct_op;
+static char direct_buf[32];
+static size_t direct_n;
+static int direct_hook(void *ud, wse_session_t *s, unsigned op,
+                       const uint8_t *p, size_t n) {
+  CHECK_EQ(ud, (void *)&direct_calls);
+  direct_calls++;
+  direct_handle = s->handle;
+  direct_op = op;
+  direct_n = n < sizeof direct_buf ? n : sizeof direct_buf;
+  memcpy(direct_buf, p, direct_n);
+  return direct_ret;
+}
+
+static void test_direct_send(void) {
+  wse_app_t *app = probe_app(&t_allocator);
+  int32_t a = ws_connect(app, "/p/x", 1, 1), b = ws_connect(app, "/p/y", 2, 1);
+  drain(app);
+  wse_app_set_direct_send(app, direct_hook, &direct_calls);
+  wse_app_stats_t st0, st1;
+  wse_app_stats(app, &st0);
+  direct_ret = 1;
+  CHECK_EQ(ws_text(app, a, "echo:hi", 2), WSE_OK);
+  CHECK_EQ(last_rc, WSE_OK);
+  CHECK_EQ(direct_calls, 1);
+  CHECK_EQ(direct_handle, (uint32_t)a);
+  CHECK_EQ(direct_op, WSE_OP_TEXT);
+  CHECK_STR(direct_buf, direct_n, "hi");
+  CHECK_EQ(drain(app), 0); /* written by the host, nothing queued */
+  wse_app_stats(app, &st1);
+  CHECK_EQ(st1.messages_out - st0.messages_out, 1);
+  CHECK_EQ(st1.bytes_out - st0.bytes_out, 2);
+  /* refused: queued exactly as without the hook */
+  direct_ret = 0;
+  CHECK_EQ(ws_text(app, a, "echo:yo", 2), WSE_OK);
+  CHECK_EQ(direct_calls, 2);
+  CHECK_EQ(drain(app), 1);
+  CHECK_EQ(recs[0].type, WSE_ACT_SEND);
+  CHECK_EQ(recs[0].target, (uint32_t)a);
+  CHECK_MEM(recs[0].frame, recs[0].frame_len, "\x81\x02yo", 4);
+  wse_app_stats(app, &st0);
+  CHECK_EQ(st0.messages_out - st1.messages_out, 1);
+  /* an action already queued: the send queues behind it, no direct call */
+  direct_ret = 1;
+  CHECK_EQ(ws_text(app, a, "close:1000", 3), WSE_OK);
+  wse_sid_t idb = sid_of(2);
+  CHECK_EQ(wse_app_send_to(app, &idb, WSE_OP_BINARY, "\x07", 1), WSE_OK);
+  CHECK_EQ(direct_calls, 2);
+  CHECK_EQ(drain(app), 2);
+  CHECK_EQ(recs[0].type, WSE_ACT_CLOSE);
+  CHECK_EQ(recs[1].type, WSE_ACT_SEND);
+  CHECK_EQ(recs[1].target, (uint32_t)b);
+  CHECK_MEM(recs[1].frame, recs[1].frame_len, "\x82\x01\x07", 3);
+  /* queue empty again: direct, to another session by id */
+  CHECK_EQ(wse_app_send_to(app, &idb, WSE_OP_BINARY, "\x08", 1), WSE_OK);
+  CHECK_EQ(direct_calls, 3);
+  CHECK_EQ(direct_handle, (uint32_t)b);
+  CHECK_EQ(direct_op, WSE_OP_BINARY);
+  CHECK_EQ(drain(app), 0);
+  /* off again */
+  wse_app_set_direct_send(app, NULL, NULL);
+  CHECK_EQ(ws_text(app, a, "echo:z", 2), WSE_OK);
+  CHECK_EQ(direct_calls, 3);
+  CHECK_EQ(drain(app), 1);
+  wse_app_free(app);
+}
+
 int main(void) {
   test_routes();
   test_upgrade();
   test_handlers();
   test_rooms();
   test_send_close();
+  test_direct_send();
   test_http();
   test_restore();
   test_arena_reuse();

@@ -49,6 +49,8 @@ struct wse_app {
   char *rbuf; /* the last response's headers and body */
   size_t rbuf_cap;
   wse_app_stats_t st; /* .sessions and .rooms are live counts */
+  wse_direct_send_fn direct; /* host fast path for SENDs (optional) */
+  void *direct_ud;
 };
 
 enum { K_UPGRADE = 1, K_WS, K_HTTP };
@@ -329,8 +331,20 @@ static int send_session(wse_app_t *a, wse_session_t *s, unsigned op,
                         const void *p, size_t n) {
   if (bad_payload(op, p, n)) return WSE_EINVAL;
   if (!is_open(s)) return WSE_ENOTFOUND;
+  /* nothing queued before it: writing now keeps the order of actions */
+  if (a->direct && !a->n_act &&
+      a->direct(a->direct_ud, s, op, (const uint8_t *)p, n)) {
+    a->st.messages_out++;
+    a->st.bytes_out += n;
+    return WSE_OK;
+  }
   return queue_msg(a, WSE_ACT_SEND, s->handle, op, p, n, 0) ? WSE_OK
                                                             : WSE_ENOMEM;
+}
+
+void wse_app_set_direct_send(wse_app_t *a, wse_direct_send_fn fn, void *ud) {
+  a->direct = fn;
+  a->direct_ud = ud;
 }
 
 static int queue_close(wse_app_t *a, wse_session_t *s, unsigned code,
@@ -425,15 +439,35 @@ int wse_broadcast(wse_ctx_t *c, const char *room, size_t room_len,
   int32_t r = room_find(a, room, room_len), h;
   size_t cnt = 0;
   if (bad_payload(opcode, p, n) || (n_except && !except)) return WSE_EINVAL;
-  if (r < 0) return 0;
-  for (h = a->rm[r].head; h >= 0; h = a->s[h].wse__rnext)
-    cnt += !excluded(&a->s[h], except, n_except);
-  if (!cnt) return 0;
-  wse_action_t *x = queue_msg(a, WSE_ACT_BROADCAST, 0, opcode, p, n, cnt);
+  if (r < 0 || !a->rm[r].count) return 0;
+  /* Ids are unique in the map and every member is in it: a few excluded
+   * ids become handles (one hash lookup each), compared per member. */
+  int32_t exh[8];
+  size_t nh = 0, cap = a->rm[r].count;
+  int by_handle = n_except <= 8;
+  if (by_handle)
+    for (size_t i = 0; i < n_except; i++) {
+      const wse_session_t *e = wse_app_find(a, &except[i]);
+      if (e) exh[nh++] = (int32_t)e->handle;
+    }
+  /* recipients first in the arena, room for every member */
+  wse_action_t *x = queue_msg(a, WSE_ACT_BROADCAST, 0, opcode, p, n, cap);
   if (!x) return WSE_ENOMEM;
-  uint32_t *rec = (uint32_t *)(void *)(x->frame - cnt * sizeof *rec);
-  for (h = a->rm[r].head; h >= 0; h = a->s[h].wse__rnext)
-    if (!excluded(&a->s[h], except, n_except)) *rec++ = (uint32_t)h;
+  uint32_t *rec = (uint32_t *)(void *)(x->frame - cap * sizeof *rec);
+  for (h = a->rm[r].head; h >= 0; h = a->s[h].wse__rnext) {
+    size_t k = 0;
+    if (by_handle)
+      while (k < nh && exh[k] != h) k++;
+    if (by_handle ? k < nh : excluded(&a->s[h], except, n_except)) continue;
+    rec[cnt++] = (uint32_t)h;
+  }
+  x->n_recipients = cnt;
+  a->st.messages_out -= cap - cnt;
+  a->st.bytes_out -= (uint64_t)n * (cap - cnt);
+  if (!cnt) {
+    a->n_act--; /* everyone excluded: no action (its arena bytes idle) */
+    return 0;
+  }
   return (int)cnt;
 }
 

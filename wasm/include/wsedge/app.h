@@ -229,6 +229,15 @@ long wse_app_restore(wse_app_t *app, const uint8_t *const *att,
                      const size_t *lens, size_t n, int32_t *handles,
                      uint64_t now_ms);
 
+/* Optional host fast path for a SEND to one session: when set and no action
+ * is queued, the app calls fn instead of queuing a SEND action; fn frames
+ * and writes the message itself (same order as executing the action right
+ * away) and returns 1, or returns 0 to have the action queued as usual.
+ * fn must not call back into the app. NULL (the default) turns it off. */
+typedef int (*wse_direct_send_fn)(void *ud, wse_session_t *s, unsigned opcode,
+                                  const uint8_t *p, size_t n);
+void wse_app_set_direct_send(wse_app_t *app, wse_direct_send_fn fn, void *ud);
+
 /* Actions queued by the last call(s); their bytes stay put (even across
  * further calls) until wse_app_actions_clear, which recycles the memory. */
 size_t wse_app_actions(wse_app_t *app, const wse_action_t **out);
