@@ -469,8 +469,7 @@ static void ws_feed(wsn_thread_t *t, wsn_conn_t *c, uint8_t *p, size_t n) {
   c->last_rx_s = wsn_now_s(t);
   while (c->state == WSN_ST_WS || c->state == WSN_ST_WS_CLOSING) {
     size_t used = 0;
-    wse_event_t ev;
-    memset(&ev, 0, sizeof ev);
+    wse_event_t ev; /* wse_ws_parse clears it first */
     wse_ws_parse(ws, p, n, &used, &ev);
     if (used > n) used = n;
     p += used;

@@ -285,6 +285,11 @@ static void exec_one(wsn_thread_t *t, const wse_action_t *a) {
 void wsn_exec_actions(wsn_thread_t *t) {
   if (t->in_exec) return; /* the running loop below picks new ones up */
   wse_app_t *app = t->srv->app;
+  const wse_action_t *first = NULL;
+  if (!wse_app_actions(app, &first) && !t->n_ends) {
+    wse_app_actions_clear(app); /* scratch memory only (direct sends) */
+    return;
+  }
   t->in_exec = 1;
   size_t next_end = 0;
   for (;;) {
