@@ -8,7 +8,7 @@
 import WebSocket from "ws";
 
 const port = process.argv[2];
-const KINDS = { wsedge: "/wsedge/chat/", plain: "/plain/chat/", party: "/parties/party-rooms/" };
+const KINDS = { wsedge: "/chat/", plain: "/plain/chat/", party: "/parties/party-rooms/" };
 
 function open(url) {
   return new Promise((resolve, reject) => {

@@ -10,7 +10,7 @@ import os from "node:os";
 import path from "node:path";
 
 const KINDS = [
-  { key: "wsedge", title: "wsedge ChatRoom (wasm core)", path: (room) => `/wsedge/chat/${room}` },
+  { key: "wsedge", title: "wsedge ChatRoom (wasm core)", path: (room) => `/chat/${room}` },
   { key: "plain", title: "plain JS hibernation room", path: (room) => `/plain/chat/${room}` },
   { key: "party", title: "PartyServer room (hibernate: true)", path: (room) => `/parties/party-rooms/${room}` },
 ];
@@ -123,7 +123,7 @@ function markdown(c, runs, members) {
   L.push("## Edge: `wrangler dev` (workerd), Worker → Durable Object");
   L.push("");
   L.push(`One \`wrangler dev\` per round (bench/edge/wrangler.toml) pinned with workerd to CPU ${c.SERVER_CPU}, loadgen on CPU ${c.CLIENT_CPU}. ` +
-    "Server CPU is wrangler + workerd together. Rooms: the product's Worker and ChatRoom unchanged (routed under /wsedge/), " +
+    "Server CPU is wrangler + workerd together. Rooms: the product's Worker and ChatRoom unchanged (its own /chat/:room route), " +
     "a plain-JS hibernating room as in Cloudflare's docs (bench/edge/plain_room.js), a PartyServer room with hibernate: true (bench/edge/party_room.js). " +
     "Local workerd, not Cloudflare's network: the figures compare implementations, they do not predict production throughput.");
   L.push("");
