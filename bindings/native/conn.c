@@ -182,10 +182,17 @@ int wsn_conn_direct(wsn_thread_t *t, wsn_conn_t *c, unsigned op,
                     const uint8_t *p, size_t n) {
   if (c->state != WSN_ST_WS || c->dfl) return 0;
   size_t hl = n < 126 ? 2 : wse_frame_header_size(n, 0), fl = hl + n;
+  wsn_obuf_t *o = c->out;
   size_t q = queued(c);
   if (q && q + fl > c->u.ws.cfg->max_write_buffer_size) return 0;
-  uint8_t *d = out_reserve(t, c, fl);
-  if (!d) return 0;
+  uint8_t *d;
+  if (o && o->cap - o->len >= fl) { /* the common case: room in the cork */
+    d = o->data + o->len;
+    o->len += (uint32_t)fl;
+    want_flush(t, c);
+  } else if (!(d = out_reserve(t, c, fl))) {
+    return 0;
+  }
   if (hl == 2) { /* FIN + opcode, 7-bit length, unmasked */
     d[0] = (uint8_t)(0x80 | op);
     d[1] = (uint8_t)n;
