@@ -815,7 +815,7 @@ int wse_app_message(wse_app_t *a, uint32_t h, unsigned opcode,
   ctx_init(&c, a, s, K_WS, now_ms);
   const wse_route_t *rt = &a->routes[s->route].r;
   if (rt->on_message) rt->on_message(&c, opcode, p ? p : (const uint8_t *)"", n);
-  return finish(&c);
+  return c.dirty ? finish(&c) : WSE_OK; /* the common case: no attachment */
 }
 
 int wse_app_close(wse_app_t *a, uint32_t h, unsigned code,
