@@ -77,16 +77,14 @@ static inline uint64_t ld64(const uint8_t *p) {
 }
 static inline void st64(uint8_t *p, uint64_t v) { __builtin_memcpy(p, &v, 8); }
 
-/* Bytes until 8-byte alignment, then 32 bytes per iteration with a 64-bit
- * mask (the compiler turns this into vector XORs where it can). The mask
- * word is built in memory order, so it is endian-neutral. */
+/* 32 bytes per iteration with a 64-bit mask (the compiler turns this into
+ * vector XORs where it can). Loads and stores go through memcpy, so they
+ * need no alignment: no byte-at-a-time prologue, which matters because a
+ * small payload starts 6 or 8 bytes into its frame. The mask word is built
+ * in memory order, so it is endian-neutral. */
 void wse_unmask(uint8_t *p, size_t n, const uint8_t mask[4], size_t offset) {
   size_t i = 0, j = offset & 3;
-  while (i < n && ((uintptr_t)(p + i) & 7)) {
-    p[i] ^= mask[(j + i) & 3];
-    i++;
-  }
-  if (n - i >= 8) {
+  if (n >= 8) {
     uint8_t m8[8];
     for (size_t k = 0; k < 8; k++) m8[k] = mask[(j + i + k) & 3];
     uint64_t m = ld64(m8);
