@@ -3,12 +3,8 @@
 // app's own upgrade checks, and what the object says to malformed upgrades.
 import { SELF, env, runInDurableObject } from 'cloudflare:test';
 import { describe, it, expect } from 'vitest';
-import { BASE, SID, upgrade, upgradeHeaders, connect, json } from './helpers.js';
+import { BASE, SID, upgrade, upgradeHeaders, connect, json, room, stub, stats } from './helpers.js';
 import { upgradeDurable, upgradeDurableWith, heapStats } from '../../bindings/workers/wsedge.js';
-
-let n = 0;
-const room = (tag) => `${tag}-${++n}-${Math.random().toString(36).slice(2, 8)}`;
-const stub = (r) => env.CHAT_ROOMS.get(env.CHAT_ROOMS.idFromName(r));
 
 const joinEv = (id, name, count) => `{"type":"join","id":"${id}","name":"${name}","count":${count}}`;
 const leaveEv = (id, name, count) => `{"type":"leave","id":"${id}","name":"${name}","count":${count}}`;
@@ -39,12 +35,6 @@ export async function joinAll(r, names) {
     }
   }
   return members;
-}
-
-async function stats(r) {
-  const res = await SELF.fetch(`${BASE}/chat/${r}/stats`);
-  expect(res.status).toBe(200);
-  return json(res);
 }
 
 describe('chat events', () => {

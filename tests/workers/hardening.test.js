@@ -8,32 +8,8 @@
 // byte, truncated, foreign bytes/JS value, none); these go further.
 import { SELF, env, evictDurableObject, runInDurableObject } from 'cloudflare:test';
 import { describe, expect, it } from 'vitest';
-import { BASE, SID, connect, upgradeHeaders } from './helpers.js';
+import { BASE, SID, connect, upgradeHeaders, room, stub, joinAll, stats } from './helpers.js';
 import { WebSocketContext } from '../../bindings/workers/wsedge.js';
-
-let n = 0;
-const room = (tag) => `${tag}-${++n}-${Math.random().toString(36).slice(2, 8)}`;
-const stub = (r) => env.CHAT_ROOMS.get(env.CHAT_ROOMS.idFromName(r));
-
-async function joinAll(r, names) {
-  const members = [];
-  for (const name of names) {
-    const c = await connect(`/chat/${r}?name=${name}`);
-    const ev = JSON.parse(await c.next());
-    expect(ev.id).toMatch(SID);
-    c.id = ev.id;
-    c.name = name;
-    for (const m of members) expect(JSON.parse(await m.next())).toEqual(ev);
-    members.push(c);
-  }
-  return members;
-}
-
-async function stats(r) {
-  const res = await SELF.fetch(`${BASE}/chat/${r}/stats`);
-  expect(res.status).toBe(200);
-  return res.json();
-}
 
 /** Resolve when cond() holds, polling (bounded). */
 async function until(cond, ms, what) {

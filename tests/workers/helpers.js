@@ -1,7 +1,7 @@
 // Shared helpers for the Workers suite: raw upgrade requests through the real
 // Worker (SELF.fetch hands it the request as written), and a socket wrapper
 // whose next() waits for the next message or close, bounded in time.
-import { SELF } from 'cloudflare:test';
+import { SELF, env } from 'cloudflare:test';
 import { expect } from 'vitest';
 
 export const BASE = 'http://example.com';
@@ -99,4 +99,34 @@ export async function connect(path, extra = {}) {
 export async function json(res) {
   expect(res.headers.get('content-type')).toMatch(/^application\/json/);
   return JSON.parse(await res.text());
+}
+
+// ---- chat rooms (shared by the chat, hibernation, wake and hardening files)
+
+let roomSeq = 0;
+/** A fresh room name per test, so tests never share a Durable Object. */
+export const room = (tag) => `${tag}-${++roomSeq}-${Math.random().toString(36).slice(2, 8)}`;
+/** The room's Durable Object stub (for evictDurableObject / runInDurableObject). */
+export const stub = (r) => env.CHAT_ROOMS.get(env.CHAT_ROOMS.idFromName(r));
+
+/** Join members one by one; every member already in sees each join event. */
+export async function joinAll(r, names) {
+  const members = [];
+  for (const name of names) {
+    const c = await connect(`/chat/${r}?name=${name}`);
+    const ev = JSON.parse(await c.next());
+    expect(ev.id).toMatch(SID);
+    c.id = ev.id;
+    c.name = name;
+    for (const m of members) expect(JSON.parse(await m.next())).toEqual(ev);
+    members.push(c);
+  }
+  return members;
+}
+
+/** GET /chat/:room/stats through the Worker: 200 with a JSON body. */
+export async function stats(r) {
+  const res = await SELF.fetch(`${BASE}/chat/${r}/stats`);
+  expect(res.status).toBe(200);
+  return json(res);
 }

@@ -3,36 +3,12 @@
 // without losing a member, a name or a message.
 import { SELF, env, evictDurableObject, runInDurableObject } from 'cloudflare:test';
 import { describe, it, expect } from 'vitest';
-import { BASE, SID, connect, json } from './helpers.js';
-
-let n = 0;
-const room = (tag) => `${tag}-${++n}-${Math.random().toString(36).slice(2, 8)}`;
-const stub = (r) => env.CHAT_ROOMS.get(env.CHAT_ROOMS.idFromName(r));
-
-async function joinAll(r, names) {
-  const members = [];
-  for (const name of names) {
-    const c = await connect(`/chat/${r}?name=${name}`);
-    const ev = JSON.parse(await c.next());
-    expect(ev.id).toMatch(SID);
-    c.id = ev.id;
-    c.name = name;
-    for (const m of members) expect(JSON.parse(await m.next())).toEqual(ev);
-    members.push(c);
-  }
-  return members;
-}
+import { BASE, SID, connect, json, room, stub, joinAll, stats } from './helpers.js';
 
 async function expectMessage(client, from, text) {
   const raw = await client.next();
   const ev = JSON.parse(raw);
   expect(raw).toBe(`{"type":"message","id":"${from.id}","name":"${from.name}","text":${JSON.stringify(text)},"ts":${ev.ts}}`);
-}
-
-async function stats(r) {
-  const res = await SELF.fetch(`${BASE}/chat/${r}/stats`);
-  expect(res.status).toBe(200);
-  return json(res);
 }
 
 // What an object instance holds in JS (not in wasm): a fresh instance after

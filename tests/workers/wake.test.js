@@ -4,32 +4,7 @@
 // object's storage, fed to the core's stats).
 import { SELF, env, evictDurableObject } from 'cloudflare:test';
 import { describe, expect, it } from 'vitest';
-import { BASE, SID, connect } from './helpers.js';
-
-let n = 0;
-const room = (tag) => `${tag}-${++n}-${Math.random().toString(36).slice(2, 8)}`;
-const stub = (r) => env.CHAT_ROOMS.get(env.CHAT_ROOMS.idFromName(r));
-
-async function joinAll(r, names) {
-  const members = [];
-  for (const name of names) {
-    const c = await connect(`/chat/${r}?name=${name}`);
-    const ev = JSON.parse(await c.next());
-    expect(ev.id).toMatch(SID);
-    c.id = ev.id;
-    c.name = name;
-    for (const m of members) expect(JSON.parse(await m.next())).toEqual(ev);
-    members.push(c);
-  }
-  return members;
-}
-
-async function stats(r) {
-  const res = await SELF.fetch(`${BASE}/chat/${r}/stats`);
-  expect(res.status).toBe(200);
-  expect(res.headers.get('content-type')).toMatch(/^application\/json/);
-  return res.json();
-}
+import { BASE, SID, connect, room, stub, joinAll, stats } from './helpers.js';
 
 describe('closes while the room hibernates', () => {
   it('two members close back to back while hibernated: the others get both leaves, in order', async () => {
