@@ -582,6 +582,10 @@ static void ws_upgrade(wsn_thread_t *t, wsn_conn_t *c, const wse_request_t *req,
   wse_upgrade_t u;
   wse_response_t resp;
   memset(&resp, 0, sizeof resp);
+  /* past the compression budget, new clients get no permessage-deflate
+   * (they still connect): zlib state never grows without bound */
+  uint64_t cap = srv->opts.deflate_max_memory;
+  wse_app_set_deflate(srv->app, !cap || wsn_deflate_memory() < cap);
   int h = wse_app_upgrade(srv->app, req, ent, wall_ms(t), &u, &resp);
   if (h < 0) {
     wsn_log(WSN_LOG_DEBUG, "upgrade of %.*s rejected: %d", (int)req->target.n,

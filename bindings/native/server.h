@@ -28,6 +28,7 @@ typedef struct wsn_opts {
   const char *static_dir;      /* NULL: the embedded chat page only */
   int log_level;
   uint64_t max_connections;    /* 0: unlimited */
+  uint64_t deflate_max_memory; /* zlib state budget; past it offers are declined (0: none) */
   wse_config_t cfg;            /* limits and timeouts for every route */
   const char *origins[WSN_MAX_ORIGINS];
   size_t n_origins;

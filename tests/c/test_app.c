@@ -337,6 +337,23 @@ static void test_upgrade(void) {
             "Sec-WebSocket-Protocol: p.v2\r\n"
             "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits=15\r\n");
   CHECK_EQ(wse_app_close(app, (uint32_t)h, 1006, NULL, 0, 5), WSE_OK);
+  /* host-wide switch off (a spent compression budget): the same offer is
+   * declined, no extension header; back on, it is accepted again */
+  wse_app_set_deflate(app, 0);
+  req_ws(&q, "/p/lobby");
+  req_hdr(&q, "Sec-WebSocket-Extensions", "permessage-deflate; client_max_window_bits");
+  h = wse_app_upgrade(app, &q.r, ent, 1, &u, &resp);
+  CHECK(h >= 0 && u.deflate_accepted == 0);
+  CHECK_STR(resp.headers, resp.headers_len,
+            "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+            "Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n");
+  wse_app_close(app, (uint32_t)h, 1006, NULL, 0, 5);
+  wse_app_set_deflate(app, 1);
+  req_ws(&q, "/p/lobby");
+  req_hdr(&q, "Sec-WebSocket-Extensions", "permessage-deflate; client_max_window_bits");
+  h = wse_app_upgrade(app, &q.r, ent, 1, &u, &resp);
+  CHECK(h >= 0 && u.deflate_accepted == 1);
+  wse_app_close(app, (uint32_t)h, 1006, NULL, 0, 5);
   /* deflate off in the /ws config: offer ignored */
   req_ws(&q, "/ws");
   req_hdr(&q, "Sec-WebSocket-Extensions", "permessage-deflate");

@@ -485,6 +485,30 @@ describe('turned off and tuned', () => {
     }
   });
 
+  test('--deflate-max-memory: past the budget new offers are declined, existing compressed sessions go on', async () => {
+    const srv = await startServer(['--deflate-max-memory', '1', '--deflate-threshold', '0', '--threads', '1']);
+    try {
+      // nothing spent yet: the first client gets the extension
+      const first = await open(`${srv.wsUrl}/ws`, { perMessageDeflate: { threshold: 0 } });
+      assert.equal(first.extHeader, 'permessage-deflate; client_max_window_bits=15');
+      assert.equal((await roundTrip(first, 'hello hello hello', false)).d.toString(), 'hello hello hello');
+      assert.ok((await stats(srv)).deflate_memory_bytes > 1);
+      // the budget (1 byte) is spent: the next offer is declined, the client still connects
+      const second = await open(`${srv.wsUrl}/ws`, { perMessageDeflate: { threshold: 0 } });
+      assert.equal(second.extHeader, undefined);
+      assert.equal(second.extensions, '');
+      assert.equal((await roundTrip(second, 'plain', false)).d.toString(), 'plain');
+      // the first one keeps compressing
+      assert.equal((await roundTrip(first, 'again again again', false)).d.toString(), 'again again again');
+      assert.equal((await stats(srv)).deflate_connections, 1);
+      first.close();
+      second.close();
+      await Promise.all([closed(first), closed(second)]);
+    } finally {
+      assert.deepEqual(await srv.stop(), { code: 0, signal: null }, srv.log());
+    }
+  });
+
   test('WSEDGE_DEFLATE=0: no extension header; --deflate overrides it', async () => {
     const srv = await startServer([], { env: { WSEDGE_DEFLATE: '0' } });
     try {

@@ -51,6 +51,7 @@ struct wse_app {
   wse_app_stats_t st; /* .sessions and .rooms are live counts */
   wse_direct_send_fn direct; /* host fast path for SENDs (optional) */
   void *direct_ud;
+  uint8_t deflate_off; /* host-wide: decline permessage-deflate offers */
 };
 
 enum { K_UPGRADE = 1, K_WS, K_HTTP };
@@ -341,6 +342,8 @@ static int send_session(wse_app_t *a, wse_session_t *s, unsigned op,
   return queue_msg(a, WSE_ACT_SEND, s->handle, op, p, n, 0) ? WSE_OK
                                                             : WSE_ENOMEM;
 }
+
+void wse_app_set_deflate(wse_app_t *a, int allowed) { a->deflate_off = !allowed; }
 
 void wse_app_set_direct_send(wse_app_t *a, wse_direct_send_fn fn, void *ud) {
   a->direct = fn;
@@ -758,7 +761,7 @@ int wse_app_upgrade(wse_app_t *a, const wse_request_t *req,
     fail_upgrade(a, resp, u);
     return WSE_EPROTO;
   }
-  if (cfg->deflate) wse_deflate_negotiate(cfg, u);
+  if (cfg->deflate && !a->deflate_off) wse_deflate_negotiate(cfg, u);
   wse_sid_t id;
   wse__memcpy(id.b, entropy, 16);
   int32_t h = sess_new(a, &id);

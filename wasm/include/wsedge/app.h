@@ -238,6 +238,12 @@ typedef int (*wse_direct_send_fn)(void *ud, wse_session_t *s, unsigned opcode,
                                   const uint8_t *p, size_t n);
 void wse_app_set_direct_send(wse_app_t *app, wse_direct_send_fn fn, void *ud);
 
+/* Host-wide switch for permessage-deflate negotiation in wse_app_upgrade
+ * (default 1). A host with a memory budget for compression state turns it
+ * off while the budget is spent: offers are then declined, never accepted
+ * with the state unpaid for. Route configs still decide when it is on. */
+void wse_app_set_deflate(wse_app_t *app, int allowed);
+
 /* Actions queued by the last call(s); their bytes stay put (even across
  * further calls) until wse_app_actions_clear, which recycles the memory. */
 size_t wse_app_actions(wse_app_t *app, const wse_action_t **out);
