@@ -54,12 +54,40 @@ static int eol(const char *b, size_t end, size_t *i) {
   return 0;
 }
 
+/* RFC 9112 §3.2.2: a server must accept the absolute-form
+ * ("http://host/path?q") too. Routing only needs the path and query, so the
+ * target is narrowed to them in place ("/" when the URI has no path). */
+static void origin_form(wse_str_t *t) {
+  static const char *const schemes[] = {"http://", "https://"};
+  for (size_t k = 0; k < 2; k++) {
+    size_t sn = strlen(schemes[k]);
+    if (t->n < sn) continue;
+    size_t j = 0;
+    while (j < sn && (t->p[j] | 0x20) == schemes[k][j]) j++;
+    if (j < sn) continue;
+    while (j < t->n && t->p[j] != '/' && t->p[j] != '?') j++;
+    if (j == t->n) { /* "http://host": the root */
+      t->p = "/";
+      t->n = 1;
+      return;
+    }
+    if (t->p[j] == '?') return; /* "http://host?q" would need a copy: left as is (404) */
+    t->p += j;
+    t->n -= j;
+    return;
+  }
+}
+
 int wsn_http_parse(const char *buf, size_t n, wse_request_t *req,
                    wse_header_t *headers, size_t max_headers) {
   size_t end = wsn_http_head_end(buf, n, 0);
   if (!end) return WSN_HTTP_PARTIAL;
   const uint8_t *b = (const uint8_t *)buf;
   size_t i = 0;
+
+  /* RFC 9112 §2.2: ignore empty lines received before the request-line
+   * (left over from a previous message by some clients); a few at most. */
+  for (int k = 0; k < 4 && eol(buf, end, &i); k++) {}
 
   /* request-line = method SP request-target SP HTTP-version */
   size_t s = i;
@@ -73,6 +101,7 @@ int wsn_http_parse(const char *buf, size_t n, wse_request_t *req,
   if (i == s || i >= end || b[i] != ' ') return WSN_HTTP_ERROR;
   req->target.p = buf + s;
   req->target.n = i - s;
+  origin_form(&req->target);
   i++;
   if (end - i < 8 || memcmp(buf + i, "HTTP/1.", 7) != 0 || b[i + 7] < '0' ||
       b[i + 7] > '9')

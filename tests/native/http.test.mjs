@@ -218,6 +218,23 @@ describe('request head', () => {
     }
   });
 
+  test('absolute-form targets and a leading empty line are accepted (RFC 9112 §2.2, §3.2.2)', async () => {
+    for (const h of ['GET http://127.0.0.1/healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n',
+      'GET HTTPS://example.com/healthz?x=1 HTTP/1.1\r\nHost: example.com\r\n\r\n',
+      '\r\nGET /healthz HTTP/1.1\r\nHost: x\r\n\r\n']) {
+      const r = await httpRaw(srv.port, h);
+      assert.equal(r.status, 200, JSON.stringify(h));
+      assert.equal(r.body, '{"status":"ok"}');
+    }
+    const root = await httpRaw(srv.port, 'GET http://127.0.0.1 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n');
+    assert.equal(root.status, 200);
+    assert.match(root.headers['content-type'], /^text\/html/);
+    const ws = await rawWs(srv.port, `http://127.0.0.1:${srv.port}/ws`);
+    ws.send(1, 'absolute');
+    assert.equal((await ws.next()).payload.toString(), 'absolute');
+    ws.destroy();
+  });
+
   test('an upgrade sent one byte at a time, then frames pipelined after the head', async () => {
     const head = upgradeHead(srv.port, '/ws');
     const net = await import('node:net');
