@@ -122,6 +122,7 @@ export interface DurableSessionsOptions {
  */
 export declare class DurableSessions {
   constructor(state: DurableObjectState, options?: DurableSessionsOptions);
+  /** The room's app context (created on first use, again after a release). */
   readonly app: WsedgeApp;
   /** Upgrades (validated by the core; acceptWebSocket) and the app's HTTP routes. */
   fetch(request: Request): Promise<Response>;
@@ -142,4 +143,18 @@ export declare class DurableSessions {
    * app's stats.
    */
   restore(event?: WebSocket): void;
+  /**
+   * Free the room's app context when it has no sessions (called after every
+   * event; the next event starts a fresh context, lifetime counters kept).
+   */
+  release(): void;
 }
+
+/**
+ * App contexts of Durable Objects held in this isolate's wasm memory. A
+ * context lives while its room has sessions; one whose object was evicted
+ * with members is freed when that object starts again here, or when the
+ * runtime collects the old instance (FinalizationRegistry: compatibility
+ * date >= 2025-05-05 or workerd's enable_weak_ref flag).
+ */
+export declare function durableContexts(): number;

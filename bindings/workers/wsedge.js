@@ -636,15 +636,33 @@ export function upgradeDurableWith(stub, request, init = {}) {
 
 // ---- the Durable Object side -----------------------------------------------
 
-// One app context per Durable Object id in this isolate: a new instance of
-// the same object (after eviction) frees its predecessor's context.
+// One app context per Durable Object id in this isolate, and only while the
+// room has sessions. Module state outlives an evicted object, so a context
+// must not: it is freed (1) when its last session ends (the next event starts
+// a fresh one), (2) when a new instance of the same object starts, and
+// (3) when the runtime collects the instance that owned it, where
+// FinalizationRegistry exists (workerd: compatibility date >= 2025-05-05,
+// or the enable_weak_ref flag). Without
+// (3) a room evicted with members that never wakes in this isolate again
+// keeps its context until the isolate ends.
 const durableApps = new Map();
+const reclaim = typeof FinalizationRegistry === 'function'
+  ? new FinalizationRegistry(({ key, host }) => {
+    if (durableApps.get(key) === host) durableApps.delete(key);
+    host.app.free();
+  })
+  : null;
+
+/** App contexts of Durable Objects alive in this isolate (tests, metrics). */
+export function durableContexts() {
+  return durableApps.size;
+}
 
 class DurableHost extends SocketHost {
-  constructor(state) {
+  constructor(state, gone) {
     super(new WsedgeApp());
     this.state = state;
-    this.gone = new WeakSet(); // sockets whose session ended in this instance
+    this.gone = gone; // sockets whose session ended (outlives the context)
   }
 
   attach(h, bytes) {
@@ -719,20 +737,36 @@ function attachmentOf(ws) {
 export class DurableSessions {
   constructor(state, options = {}) {
     this.state = state;
-    const key = String(state.id);
-    const prev = durableApps.get(key);
-    if (prev) prev.app.free();
-    this.host = new DurableHost(state);
-    durableApps.set(key, this.host);
+    this.key = String(state.id);
+    const prev = durableApps.get(this.key);
+    if (prev) {
+      durableApps.delete(this.key);
+      prev.app.free();
+    }
+    this.gone = new WeakSet();
+    this.saved = null; // lifetime counters kept while no context exists
+    this._host = null;
     this.restored = false;
     const auto = options.autoResponse === undefined ? [AUTO_PING, AUTO_PONG] : options.autoResponse;
     if (auto) state.setWebSocketAutoResponse(new WebSocketRequestResponsePair(auto[0], auto[1]));
     this.counters = counterStore(state);
     if (this.counters?.async) {
-      state.blockConcurrencyWhile(async () => this.seed(await this.counters.get()));
+      state.blockConcurrencyWhile(async () => { this.saved = await this.counters.get(); });
     } else if (this.counters) {
-      this.seed(this.counters.get());
+      this.saved = this.counters.get();
     }
+  }
+
+  /** The room's app context, created on first use (again after a release). */
+  get host() {
+    if (!this._host) {
+      const host = new DurableHost(this.state, this.gone);
+      this._host = host;
+      durableApps.set(this.key, host);
+      reclaim?.register(this, { key: this.key, host }, host);
+      if (this.saved) this.seed(this.saved);
+    }
+    return this._host;
   }
 
   get app() {
@@ -741,6 +775,18 @@ export class DurableSessions {
 
   seed(v) {
     if (Array.isArray(v) && v.length === 2) this.app.seed(Number(v[0]) || 0, Number(v[1]) || 0);
+  }
+
+  /** After an event: a room without sessions gives its context back. */
+  release() {
+    const host = this._host;
+    if (!host || host.ended.length || host.app.sessions() !== 0) return;
+    const { wakes, restored } = host.app.counters();
+    this.saved = [wakes, restored];
+    reclaim?.unregister(host);
+    if (durableApps.get(this.key) === host) durableApps.delete(this.key);
+    host.app.free();
+    this._host = null;
   }
 
   /** Restore `sockets` in one pass; sameWake: a later pass of a counted wake. */
@@ -753,7 +799,7 @@ export class DurableSessions {
     handles.forEach((h, i) => {
       if (h >= 0) this.host.bind(h, sockets[i]);
       else {
-        this.host.gone.add(sockets[i]);
+        this.gone.add(sockets[i]);
         closeSocket(sockets[i], 1011, 'session state could not be restored');
       }
     });
@@ -770,7 +816,7 @@ export class DurableSessions {
       // getWebSockets(): a member that closed while the object slept and
       // whose event comes after the wake's pass is restored now, so its
       // close runs in the core and the others get its leave.
-      if (event && this.host.handleOf(event) < 0 && !this.host.gone.has(event)) {
+      if (event && this.host.handleOf(event) < 0 && !this.gone.has(event)) {
         const a = attachmentOf(event);
         if (a) this.restoreSockets([event], [a], this.woke);
       }
@@ -804,10 +850,15 @@ export class DurableSessions {
       app.httpPacked();
       const res = app.response();
       app.execute(host);
+      this.release();
       return res;
     }
     const h = app.upgradePacked();
-    if (h < 0) return app.response();
+    if (h < 0) {
+      const res = app.response();
+      this.release();
+      return res;
+    }
     const headers = app.upgradeHeaders();
     const sid = app.lastSessionId();
     const [client, server] = Object.values(new WebSocketPair());
@@ -815,22 +866,26 @@ export class DurableSessions {
     host.bind(h, server);
     app.open(h);
     app.execute(host);
+    this.release(); // an on_open that closed at once
     return new Response(null, { status: 101, webSocket: client, headers });
   }
 
   webSocketMessage(ws, message) {
     this.restore(ws);
     this.host.message(ws, message);
+    this.release();
   }
 
   webSocketClose(ws, code, reason) {
     this.restore(ws);
     this.host.peerClosed(ws, code, reason);
+    this.release();
   }
 
   webSocketError(ws) {
     this.restore(ws);
     this.host.failed(ws);
+    this.release();
   }
 
   /** Send to one session by id from anywhere in the object (Rwf's Comms). */
@@ -838,6 +893,7 @@ export class DurableSessions {
     this.restore();
     const r = this.app.sendTo(sid, data);
     this.app.execute(this.host);
+    this.release();
     return r;
   }
 }

@@ -4,7 +4,7 @@
 import { SELF, env, runInDurableObject } from 'cloudflare:test';
 import { describe, it, expect } from 'vitest';
 import { BASE, SID, upgrade, upgradeHeaders, connect, json, room, stub, stats } from './helpers.js';
-import { upgradeDurable, upgradeDurableWith, heapStats } from '../../bindings/workers/wsedge.js';
+import { upgradeDurable, upgradeDurableWith, heapStats, durableContexts } from '../../bindings/workers/wsedge.js';
 
 const joinEv = (id, name, count) => `{"type":"join","id":"${id}","name":"${name}","count":${count}}`;
 const leaveEv = (id, name, count) => `{"type":"leave","id":"${id}","name":"${name}","count":${count}}`;
@@ -293,5 +293,38 @@ describe('memory', () => {
     const settled = heapStats().used;
     await crowdCycle();
     expect(heapStats().used).toBe(settled);
+  });
+
+  it('a room whose last member leaves gives its app context back; the next join starts a fresh one', async () => {
+    // module state outlives evicted objects: contexts must not (wrangler.toml
+    // enables FinalizationRegistry for rooms evicted with members)
+    expect(typeof FinalizationRegistry).toBe('function');
+    const r = room('release');
+    const contexts = durableContexts();
+    const heap = heapStats().used;
+    const [a, b] = await joinAll(r, ['ann', 'bob']);
+    expect(durableContexts()).toBe(contexts + 1);
+    expect(heapStats().used).toBeGreaterThan(heap);
+    b.ws.close(1000);
+    await b.closeEvent();
+    expect(await a.next()).toBe(leaveEv(b.id, 'bob', 1));
+    expect(durableContexts()).toBe(contexts + 1);
+    a.ws.close(1000);
+    await a.closeEvent();
+    // the object's close handler ran (its stats answer comes after it)
+    expect(await stats(r)).toEqual({ room: r, members: 0, sessions: 0, restored: 0, wakes: 0 });
+    expect(durableContexts()).toBe(contexts);
+    expect(heapStats().used).toBe(heap);
+    // the room works as before with a fresh context
+    const [c, d] = await joinAll(r, ['cat', 'dan']);
+    expect(durableContexts()).toBe(contexts + 1);
+    c.ws.send('{"text":"hi"}');
+    await expectTimed(c, 'message', c.id, 'cat', 'hi');
+    await expectTimed(d, 'message', c.id, 'cat', 'hi');
+    expect((await stats(r)).members).toBe(2);
+    c.ws.close(1000);
+    d.ws.close(1000);
+    await c.closeEvent();
+    await d.closeEvent();
   });
 });
