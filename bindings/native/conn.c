@@ -250,9 +250,7 @@ static void on_shutdown(uv_shutdown_t *req, int status) {
 }
 
 static void drained(wsn_thread_t *t, wsn_conn_t *c) {
-  if (c->flags & WSN_F_FIN) {
-    close_now(t, c);
-  } else if (c->flags & WSN_F_SHUT) {
+  if (c->flags & WSN_F_SHUT) {
     c->flags &= (uint8_t)~WSN_F_SHUT;
     uv_shutdown_t *r = malloc(sizeof *r);
     if (!r || uv_shutdown(r, (uv_stream_t *)&c->tcp, on_shutdown) != 0) {
@@ -521,9 +519,12 @@ static void ws_feed(wsn_thread_t *t, wsn_conn_t *c, uint8_t *p, size_t n) {
           do_end(t, c, ev.reason, ev.reason_len);
         }
       }
-      /* handshake complete: the server closes TCP first (RFC 6455 §7.1.1) */
-      c->flags |= WSN_F_FIN;
-      want_flush(t, c);
+      /* handshake complete: the server closes TCP first (RFC 6455 §7.1.1)
+       * with a FIN once our Close is out, then discards input until the
+       * peer's FIN. Closing outright while frames the peer sent after its
+       * Close sit unread would reset the connection, and a reset can
+       * destroy our Close before the peer reads it. */
+      wsn_conn_linger(t, c);
       return;
     case WSE_EV_ERROR: {
       unsigned code = ev.close_code ? ev.close_code : wse_close_code_for(ev.error);
@@ -544,10 +545,10 @@ static void ws_feed(wsn_thread_t *t, wsn_conn_t *c, uint8_t *p, size_t n) {
         }
         /* the engine ignores further input: half-close and wait for EOF */
         c->flags |= WSN_F_SHUT;
+        want_flush(t, c);
       } else {
-        c->flags |= WSN_F_FIN;
+        wsn_conn_linger(t, c); /* our Close was already out */
       }
-      want_flush(t, c);
       return;
     }
     }

@@ -91,6 +91,21 @@ test('raw: fragmented message with interleaved ping; ping payload echoed in pong
   await ws.waitEnd();
 });
 
+test('raw: frames sent after the Close (own packets) cannot reset away the server\'s Close', async () => {
+  // the server half-closes and drains: closing with the late frames unread
+  // would send RST, and a reset can discard the Close before it is read
+  for (let i = 0; i < 20; i++) {
+    const ws = await rawWs(srv.port, '/ws');
+    ws.send(8, closePayload(1000));
+    ws.send(1, 'late');
+    ws.send(9, 'p');
+    const c = await ws.waitClose();
+    assert.equal(c.code, 1000);
+    assert.deepEqual(c.skipped, []); // no echo, no pong after the Close
+    await ws.waitEnd();
+  }
+});
+
 test('raw: a message split at every byte still arrives whole', async () => {
   const ws = await rawWs(srv.port, '/ws');
   const { encodeFrame } = await import('./server.mjs');
