@@ -23,7 +23,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
 #include <sys/random.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -375,9 +377,47 @@ static void on_async(uv_async_t *a) {
   wsn_finish(t);
 }
 
+/* A WebSocket server holds one fd per client: take the whole hard limit
+ * (as Bun and nginx's worker_rlimit_nofile do), not the often-1024 soft one. */
+static void raise_fd_limit(wsn_server_t *srv) {
+  struct rlimit rl;
+  if (getrlimit(RLIMIT_NOFILE, &rl) != 0) return;
+  if (rl.rlim_cur < rl.rlim_max) {
+    struct rlimit want = rl;
+    want.rlim_cur = rl.rlim_max == RLIM_INFINITY ? (rlim_t)1 << 20 : rl.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &want) == 0) rl = want;
+  }
+  srv->fd_limit = rl.rlim_cur == RLIM_INFINITY ? 0 : (uint64_t)rl.rlim_cur;
+}
+
+static uint64_t count_fds(void) {
+  DIR *d = opendir("/proc/self/fd");
+  if (!d) return 32; /* a fair guess for stdio, loops, listeners */
+  uint64_t n = 0;
+  for (struct dirent *e; (e = readdir(d));)
+    if (e->d_name[0] != '.') n++;
+  closedir(d);
+  return n > 0 ? n - 1 : 0; /* not the directory's own fd */
+}
+
+/* libuv refuses connections past the fd limit silently (it accepts and
+ * closes them): say so, at most every 10 s. */
+static void check_fd_limit(wsn_thread_t *t, uint32_t now) {
+  wsn_server_t *srv = t->srv;
+  if (t->idx != 0 || !srv->fd_limit) return;
+  uint64_t used = atomic_load(&srv->n_conns) + srv->base_fds;
+  if (used + 8 < srv->fd_limit) return;
+  if (srv->fd_warned_s && now - srv->fd_warned_s < 10) return;
+  srv->fd_warned_s = now ? now : 1;
+  wsn_log(WSN_LOG_WARN, "near the fd limit: %llu connections open, ulimit -n %llu; "
+          "new connections are being refused", (unsigned long long)atomic_load(&srv->n_conns),
+          (unsigned long long)srv->fd_limit);
+}
+
 static void on_tick(uv_timer_t *tm) {
   wsn_thread_t *t = tm->loop->data;
   uint32_t now = wsn_now_s(t);
+  check_fd_limit(t, now);
   for (uint32_t i = 0; i < t->cap; i++)
     if (t->conns[i]) wsn_conn_tick(t, t->conns[i], now);
   wsn_finish(t);
@@ -588,6 +628,7 @@ int wsn_serve(const wsn_opts_t *o) {
     return fail_early(srv);
   }
 
+  raise_fd_limit(srv);
   struct sockaddr_storage ss;
   socklen_t sl;
   if (resolve(so->listen_host, so->port, &ss, &sl) < 0) return fail_early(srv);
@@ -637,12 +678,20 @@ int wsn_serve(const wsn_opts_t *o) {
   uv_signal_start(&srv->sigterm, on_signal, SIGTERM);
   uv_signal_start(&srv->sigint, on_signal, SIGINT);
 
+  srv->base_fds = count_fds();
+  if (srv->fd_limit && so->max_connections &&
+      so->max_connections + srv->base_fds > srv->fd_limit)
+    wsn_log(WSN_LOG_WARN, "--max-connections %llu is above what ulimit -n %llu allows "
+            "(%llu fds in use before any client): past the fd limit connections are "
+            "dropped without a 503", (unsigned long long)so->max_connections,
+            (unsigned long long)srv->fd_limit, (unsigned long long)srv->base_fds);
+
   char a[300];
   format_addr(&ss, port, a, sizeof a);
   fprintf(stderr, "wsedge listening on http://%s\n", a);
-  wsn_log(WSN_LOG_INFO, "%d thread%s, static %s, max frame %llu, max message %llu, "
-          "max write buffer %zu, idle %us, ping %us, session %us",
-          srv->nthreads, srv->nthreads == 1 ? "" : "s",
+  wsn_log(WSN_LOG_INFO, "%d thread%s, fd limit %llu, static %s, max frame %llu, "
+          "max message %llu, max write buffer %zu, idle %us, ping %us, session %us",
+          srv->nthreads, srv->nthreads == 1 ? "" : "s", (unsigned long long)srv->fd_limit,
           so->static_dir ? so->static_dir : "(embedded chat page)",
           (unsigned long long)so->cfg.max_frame_size,
           (unsigned long long)so->cfg.max_message_size,

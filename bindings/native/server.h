@@ -196,6 +196,9 @@ typedef struct wsn_server {
   uv_signal_t sigterm, sigint;
   struct sockaddr_storage addr;
   int bound_port;
+  uint64_t fd_limit;            /* RLIMIT_NOFILE after raising it; 0: unknown */
+  uint64_t base_fds;            /* fds open before the first connection */
+  uint32_t fd_warned_s;         /* last "near the fd limit" warning (thread 0) */
 } wsn_server_t;
 
 /* server.c */

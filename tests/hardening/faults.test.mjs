@@ -155,6 +155,10 @@ describe('EMFILE (native, ASan, ulimit -n 64)', () => {
       assert.ok(refused >= 5, 'expected refusals at the fd limit');
       assert.ok(open.length >= 40, `only ${open.length} connections before EMFILE`);
       assert.ok(srv.alive(), 'server died at EMFILE');
+      // libuv refuses silently: the server says so itself (rate-limited)
+      await until(() => /warn near the fd limit: \d+ connections open, ulimit -n 64; new connections are being refused/.test(srv.stderr()),
+        5000, 'the fd-limit warning');
+      assert.equal(srv.stderr().match(/near the fd limit/g).length, 1);
       // libuv's EMFILE trick accepts and closes the excess connections
       // (silently): the client sees its connection dropped before a 101
       for (const w of why) assert.ok(['ECONNRESET', 'socket hang up'].includes(w), `refused with ${w}`);

@@ -97,3 +97,16 @@ test('a port already in use (even by another wsedge) -> exit 1, not a shared por
     assert.deepEqual(await srv.stop(), { code: 0, signal: null });
   }
 });
+
+test('the soft fd limit is raised to the hard one; --max-connections above it is warned about', async () => {
+  const { spawnSync } = await import('node:child_process');
+  const hard = spawnSync('bash', ['-c', 'ulimit -Hn'], { encoding: 'utf8' }).stdout.trim();
+  if (hard === 'unlimited' || Number(hard) <= 256 || Number(hard) >= 9999000) return; // nothing to raise
+  const mc = Number(hard) + 1000;
+  const { BIN } = await import('./server.mjs');
+  const r = spawnSync('bash', ['-c', 'ulimit -S -n 256 && exec "$0" serve --listen 127.0.0.1:0 --max-connections $1 & pid=$!; sleep 1; kill -TERM $pid; wait $pid', BIN, String(mc)],
+    { encoding: 'utf8', timeout: 15000 });
+  assert.equal(r.status, 0, r.stderr);
+  assert.match(r.stderr, new RegExp(`info \\d+ threads?, fd limit ${hard},`));
+  assert.match(r.stderr, new RegExp(`warn --max-connections ${mc} is above what ulimit -n ${hard} allows`));
+});
