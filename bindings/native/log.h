@@ -1,5 +1,6 @@
-/* log.h — leveled log lines to stderr, one write(2) per line so lines from
- * different threads never interleave. */
+/* log.h — leveled log lines to stderr. Lines are written whole (one
+ * write(2) holds only complete lines), so threads never interleave inside a
+ * line; an event-loop thread batches its info/debug lines per iteration. */
 #ifndef WSN_LOG_H
 #define WSN_LOG_H
 
@@ -16,5 +17,10 @@ int wsn_log_parse_level(const char *s);
 
 void wsn_log_write(int level, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
+
+/* This thread buffers info/debug lines until wsn_log_flush (on = 1), or
+ * writes every line at once (on = 0, flushing first). */
+void wsn_log_buffered(int on);
+void wsn_log_flush(void);
 
 #endif

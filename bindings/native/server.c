@@ -323,6 +323,7 @@ static void thread_close_handles(wsn_thread_t *t) {
   }
   uv_close((uv_handle_t *)&t->tick, on_handle_closed);
   uv_close((uv_handle_t *)&t->async, on_handle_closed);
+  uv_close((uv_handle_t *)&t->log_check, on_handle_closed);
   if (t->idx == 0) {
     uv_close((uv_handle_t *)&t->srv->sigterm, on_handle_closed);
     uv_close((uv_handle_t *)&t->srv->sigint, on_handle_closed);
@@ -438,9 +439,16 @@ static void on_signal(uv_signal_t *s, int signum) {
   for (int i = 0; i < srv->nthreads; i++) uv_async_send(&srv->threads[i].async);
 }
 
+static void on_log_check(uv_check_t *h) {
+  (void)h;
+  wsn_log_flush(); /* once per loop iteration, after the callbacks ran */
+}
+
 static void thread_main(void *arg) {
   wsn_thread_t *t = arg;
+  wsn_log_buffered(1);
   uv_run(&t->loop, UV_RUN_DEFAULT);
+  wsn_log_buffered(0);
 }
 
 /* ---- listening sockets ---------------------------------------------------------- */
@@ -549,6 +557,9 @@ static int thread_init(wsn_server_t *srv, wsn_thread_t *t, int idx, int fd) {
   uv_timer_init(&t->loop, &t->tick);
   uv_timer_start(&t->tick, on_tick, 1000, 1000);
   uv_async_init(&t->loop, &t->async, on_async);
+  uv_check_init(&t->loop, &t->log_check);
+  uv_check_start(&t->log_check, on_log_check);
+  uv_unref((uv_handle_t *)&t->log_check); /* never keeps the loop alive */
   return 0;
 }
 

@@ -130,6 +130,7 @@ typedef struct wsn_thread {
   uv_tcp_t listener;
   uv_timer_t tick;
   uv_async_t async;
+  uv_check_t log_check;         /* flushes this thread's buffered log lines */
   uv_thread_t tid;
   int listening;
   int stopping;                /* shutdown started on this thread */
