@@ -187,8 +187,10 @@ wsn_deflate_t *wsn_deflate_new(const wse_config_t *cfg,
   d->snctt = neg->server_no_context_takeover > 0;
   d->cnctt = neg->client_no_context_takeover > 0;
   /* Our compressor never uses more than the client allowed (or than we
-   * announced). The client's window is what it promised; 8 is inflated
-   * with 9, since zlib-based senders silently widen 8 to 9. */
+   * announced); for 8 it runs with 9 bits (zlib's raw deflate has no
+   * 8-bit mode), whose matches never reach past 250 bytes, so a 256-byte
+   * inflater decodes them. The client's window is what it promised; 8 is
+   * inflated with 9, since zlib-based senders silently widen 8 to 9. */
   d->swbits = (int8_t)(neg->server_max_window_bits > 0
                            ? clampi(neg->server_max_window_bits, 9, 15) : 15);
   d->cwbits = (int8_t)(neg->client_max_window_bits > 0

@@ -530,10 +530,13 @@ static void test_deflate_negotiate(void) {
       "permessage-deflate; client_no_context_takeover");
   NEG("permessage-deflate; server_max_window_bits=12", "permessage-deflate; server_max_window_bits=12");
   NEG("permessage-deflate; server_max_window_bits=9", "permessage-deflate; server_max_window_bits=9");
-  /* server_max_window_bits=8 cannot be honoured by zlib: that offer is declined */
-  NEG("permessage-deflate; server_max_window_bits=8", NULL);
+  /* server_max_window_bits=8 is honoured (the host compresses with 9 bits,
+   * whose distances stay within 250 bytes) */
+  NEG("permessage-deflate; server_max_window_bits=8", "permessage-deflate; server_max_window_bits=8");
   NEG("permessage-deflate; server_max_window_bits=8, permessage-deflate; client_max_window_bits",
-      "permessage-deflate; client_max_window_bits=15");
+      "permessage-deflate; server_max_window_bits=8");
+  NEG("permessage-deflate; server_max_window_bits=8; client_max_window_bits=8; client_no_context_takeover",
+      "permessage-deflate; client_no_context_takeover; server_max_window_bits=8; client_max_window_bits=8");
   /* malformed offers are skipped, a later valid one is taken */
   NEG("permessage-deflate; foo, permessage-deflate", "permessage-deflate");
   NEG("permessage-deflate; foo", NULL);

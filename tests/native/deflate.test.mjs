@@ -333,6 +333,13 @@ describe('threshold 0, 2 threads, 4 MiB messages', () => {
     const r2 = await runPython(`${srv.wsUrl}/ws`, { server_max_window_bits: 9, client_max_window_bits: 9 });
     assert.equal(r2.header, 'permessage-deflate; server_max_window_bits=9; client_max_window_bits=9');
     assert.equal(r2.close_code, 1000);
+    // 8 bits: Python inflates our (9-bit zlib) stream with a 256-byte window
+    for (const nctt of [false, true]) {
+      const r3 = await runPython(`${srv.wsUrl}/ws`, { server_max_window_bits: 8, client_max_window_bits: 9, server_no_context_takeover: nctt });
+      assert.equal(r3.header, `permessage-deflate${nctt ? '; server_no_context_takeover' : ''}; server_max_window_bits=8; client_max_window_bits=9`);
+      assert.equal(r3.agreed.server_max_window_bits, 8);
+      assert.equal(r3.close_code, 1000);
+    }
   });
 
   test('broadcast to mixed members on both threads: every member gets the message; shared frames identical', async () => {
@@ -446,8 +453,8 @@ describe('defaults (threshold 64)', () => {
 
   const table = [
     ['permessage-deflate', 'permessage-deflate'],
-    ['permessage-deflate; server_max_window_bits=8', undefined],
-    ['permessage-deflate; server_max_window_bits=8, permessage-deflate', 'permessage-deflate'],
+    ['permessage-deflate; server_max_window_bits=8', 'permessage-deflate; server_max_window_bits=8'],
+    ['permessage-deflate; server_max_window_bits=8, permessage-deflate', 'permessage-deflate; server_max_window_bits=8'],
     ['permessage-deflate; client_max_window_bits=8', 'permessage-deflate; client_max_window_bits=8'],
     ['permessage-deflate; client_max_window_bits', 'permessage-deflate; client_max_window_bits=15'],
     ['permessage-deflate; foo=1', undefined],

@@ -258,17 +258,19 @@ static void parse_extensions(const wse_request_t *req, wse_upgrade_t *out) {
   }
 }
 
-static int clamp_bits(int b) { return b < 9 ? 9 : b > 15 ? 15 : b; }
+static int clamp_bits(int b) { return b < 8 ? 8 : b > 15 ? 15 : b; }
 
-/* RFC 7692 §7.1. zlib's raw deflate cannot use a 256-byte window, so an
- * offer that demands server_max_window_bits=8 is declined rather than
- * silently widened. client_max_window_bits in the response is never above
- * the client's offered value (a client that offered 8 may refuse a larger
- * one) and never above our configured bound; our inflater uses at least 9
- * bits, which decodes whatever a zlib sender that widened 8 to 9 produces.
- * When the configured client bound is below 15 and the offer does not let
- * us send client_max_window_bits, the client could use a 32 KiB window we
- * did not budget for: that offer is declined, not accepted unbounded. */
+/* RFC 7692 §7.1. server_max_window_bits=8 is honoured: zlib cannot open a
+ * raw deflate stream with a 256-byte window, but with a 512-byte one it
+ * never emits a match distance beyond 512 - 262 = 250 (MAX_DIST), so that
+ * stream inflates within 256 bytes; hosts compress with 9 bits for 8.
+ * client_max_window_bits in the response is never above the client's
+ * offered value (a client that offered 8 may refuse a larger one) and never
+ * above our configured bound; our inflater uses at least 9 bits, which
+ * decodes whatever a sender limited to 8 produces. When the configured
+ * client bound is below 15 and the offer does not let us send
+ * client_max_window_bits, the client could use a 32 KiB window we did not
+ * budget for: that offer is declined, not accepted unbounded. */
 void wse_deflate_negotiate(const wse_config_t *cfg, wse_upgrade_t *u) {
   u->deflate_accepted = 0;
   u->deflate.server_no_context_takeover = -1;
@@ -280,7 +282,6 @@ void wse_deflate_negotiate(const wse_config_t *cfg, wse_upgrade_t *u) {
   int cfg_cb = clamp_bits(cfg->deflate_client_max_window_bits);
   for (size_t i = 0; i < u->n_deflate_offers; i++) {
     const wse_deflate_params_t *o = &u->deflate_offers[i];
-    if (o->server_max_window_bits != -1 && o->server_max_window_bits < 9) continue;
     if (o->client_max_window_bits == -1 && cfg_cb < 15) continue;
     wse_deflate_params_t r;
     r.server_no_context_takeover =
