@@ -464,6 +464,14 @@ static int make_listen_socket(const struct sockaddr *sa, socklen_t len) {
     close(fd);
     return -e;
   }
+#ifdef TCP_DEFER_ACCEPT
+  /* Every client speaks first (the request head): the kernel hands us a
+   * connection only once its first bytes are in, so accepting and reading
+   * are one wake-up, and a peer that connects and says nothing costs no fd
+   * for the first second (then it is accepted and meets the handshake
+   * timeout). As nginx's "deferred" and uSockets do. Best effort. */
+  (void)setsockopt(fd, IPPROTO_TCP, TCP_DEFER_ACCEPT, &one, sizeof one);
+#endif
   return fd;
 }
 

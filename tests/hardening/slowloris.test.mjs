@@ -84,6 +84,33 @@ describe('slowloris (native)', () => {
     }
   });
 
+  test('silent connections (no byte sent) take no fd at first (TCP_DEFER_ACCEPT), then meet the handshake timeout', async () => {
+    const srv = await startServer({ args: ['--threads', '2', '--handshake-timeout', '1'] });
+    const socks = [];
+    try {
+      const fd0 = fdCount(srv.pid);
+      for (let i = 0; i < 100; i++) {
+        socks.push(await new Promise((res, rej) => {
+          const s = net.connect(srv.port, '127.0.0.1', () => res(s));
+          s.once('error', rej);
+        }));
+      }
+      // connected (the kernel completed the handshake) but not handed to the server
+      await new Promise((r) => setTimeout(r, 200));
+      assert.ok(fdCount(srv.pid) < fd0 + 10, `server fds ${fd0} -> ${fdCount(srv.pid)} for 100 silent peers`);
+      assert.equal((await echoOnce(srv.port, 'served')).d, 'served');
+      // the kernel accepts them after the defer period; the handshake
+      // timeout then closes every one (bounded wait, no timing asserted)
+      const ended = socks.map((s) => new Promise((r) => { s.once('close', r); s.on('error', () => {}); }));
+      await within(30000, Promise.all(ended), 'silent connections to be closed');
+      await until(() => fdCount(srv.pid) <= fd0, 10000, `server fds back to ${fd0}`);
+    } finally {
+      for (const s of socks) s.destroy();
+      const e = await srv.stop();
+      assert.deepEqual(e, { code: 0, signal: null }, srv.stderr().slice(-2000));
+    }
+  });
+
   describe('with --handshake-timeout 2', () => {
     let srv;
     before(async () => {
