@@ -67,6 +67,8 @@ static const opt_t opts[] = {
      "our compressor's largest window, 9..15 (server_max_window_bits; default 15)"},
     {"--deflate-max-memory", "WSEDGE_DEFLATE_MAX_MEMORY", K_SIZE, 0, (uint64_t)64 * GiB, "BYTES",
      "all connections' zlib state; past it new offers are declined (default 256M; 0: no cap)"},
+    {"--deflate-idle", "WSEDGE_DEFLATE_IDLE", K_SECS, 0, 2000000, "SECS",
+     "free a connection's compressor after SECS without output (default 10; 0: never)"},
     {"--deflate-server-no-context-takeover", "WSEDGE_DEFLATE_SERVER_NO_CONTEXT_TAKEOVER",
      K_BOOL, 0, 1, "", "reset our compressor after every message (env 0 or 1; default off)"},
 };
@@ -220,6 +222,7 @@ static int apply(wsn_opts_t *o, const opt_t *op, const char *who, const char *v)
   else if (!strcmp(f, "--close-timeout")) o->cfg.close_timeout_s = (uint32_t)n;
   else if (!strcmp(f, "--deflate-threshold")) o->cfg.deflate_threshold = (size_t)n;
   else if (!strcmp(f, "--deflate-max-memory")) o->deflate_max_memory = n;
+  else if (!strcmp(f, "--deflate-idle")) o->deflate_idle_s = (uint32_t)n;
   else if (!strcmp(f, "--deflate-level")) o->cfg.deflate_level = (int)n;
   else if (!strcmp(f, "--deflate-mem-level")) o->cfg.deflate_mem_level = (int)n;
   else if (!strcmp(f, "--deflate-window-bits")) o->cfg.deflate_server_max_window_bits = (int)n;
@@ -235,6 +238,7 @@ int wsn_cli_parse(int argc, char **argv, wsn_opts_t *o) {
   o->log_level = WSN_LOG_INFO;
   wse_config_default(&o->cfg);
   o->deflate_max_memory = (uint64_t)256 << 20;
+  o->deflate_idle_s = 10;
 
   int rc;
   for (size_t i = 0; i < N_OPTS; i++) {

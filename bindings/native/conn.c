@@ -858,6 +858,7 @@ void wsn_conn_tick(wsn_thread_t *t, wsn_conn_t *c, uint32_t now) {
   case WSN_ST_WS: {
     const wse_config_t *cfg = c->u.ws.cfg;
     uint32_t age_ms = wsn_now_ms32(t) - c->open_ms;
+    if (c->dfl) wsn_deflate_tick(c->dfl, t->srv->opts.deflate_idle_s);
     if (cfg->session_timeout_s && age_ms / 1000 >= cfg->session_timeout_s) {
       wsn_conn_close_ws(t, c, WSE_CLOSE_TIMEOUT, "timeout", 7);
     } else if (cfg->idle_timeout_s && now - c->last_rx_s >= cfg->idle_timeout_s) {

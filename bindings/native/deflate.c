@@ -122,6 +122,8 @@ struct wsn_deflate {
   size_t threshold;
   int8_t swbits, cwbits, level, mem_level;
   uint8_t snctt, cnctt;
+  uint8_t used;             /* own compressor used since the last tick */
+  uint32_t idle;            /* ticks the own compressor went unused */
   wsn_deflate_stats_t st;
 };
 
@@ -452,6 +454,7 @@ static int compress_msg(wsn_deflate_t *d, wsn_deflate_ctx_t *x, shared_def_t *s,
     if (!d->def && !(d->def = deflater_new(&d->mem, d->swbits, d->level, d->mem_level)))
       return WSE_ENOMEM;
     z = d->def;
+    d->used = 1;
   }
   int rc = compress_frame(z, &x->mem, b, opcode, p, n, off, len);
   if (s || d->snctt || rc != WSE_OK) deflateReset(z);
@@ -480,6 +483,23 @@ int wsn_deflate_message(wsn_deflate_t *d, wsn_deflate_ctx_t *x, unsigned opcode,
   *frame = x->scratch.p + off;
   *frame_len = len;
   return WSE_OK;
+}
+
+/* Context takeover is the client's promise to keep its window, never our
+ * duty to use it: a compressor dropped here and made afresh for the next
+ * message yields blocks that simply refer to nothing before them. The
+ * inflater is different (the client may refer back at any time) and stays. */
+void wsn_deflate_tick(wsn_deflate_t *d, uint32_t idle_ticks) {
+  if (!d || !d->def || !idle_ticks) return;
+  if (d->used) {
+    d->used = 0;
+    d->idle = 0;
+    return;
+  }
+  if (++d->idle < idle_ticks) return;
+  stream_free(&d->mem, d->def, 1);
+  d->def = NULL;
+  d->idle = 0;
 }
 
 void wsn_deflate_next_message(wsn_deflate_ctx_t *x) {

@@ -78,6 +78,12 @@ int wsn_deflate_frame(wsn_deflate_t *d, wsn_deflate_ctx_t *x,
                       size_t *out_len);
 void wsn_deflate_next_message(wsn_deflate_ctx_t *x);
 
+/* Once a second per connection: a context-takeover compressor unused for
+ * idle_ticks calls is freed (~256 KiB at the defaults) and made again for
+ * the next message, without the old history (always allowed: only the
+ * client's inflater must keep its window). 0: never. */
+void wsn_deflate_tick(wsn_deflate_t *d, uint32_t idle_ticks);
+
 /* Close code and a short reason for an error from the calls above. */
 unsigned wsn_deflate_close_code(int err);
 const char *wsn_deflate_strerror(int err);

@@ -29,6 +29,7 @@ typedef struct wsn_opts {
   int log_level;
   uint64_t max_connections;    /* 0: unlimited */
   uint64_t deflate_max_memory; /* zlib state budget; past it offers are declined (0: none) */
+  uint32_t deflate_idle_s;     /* free a context-takeover compressor unused this long (0: never) */
   wse_config_t cfg;            /* limits and timeouts for every route */
   const char *origins[WSN_MAX_ORIGINS];
   size_t n_origins;

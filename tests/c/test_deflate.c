@@ -747,6 +747,54 @@ static void test_memory(void) {
   CHECK_EQ(wsn_deflate_memory(), base);
 }
 
+/* An idle context-takeover compressor is freed by wsn_deflate_tick and made
+ * afresh; a client inflater that kept its window decodes everything. */
+static void test_idle_release(void) {
+  wsn_deflate_ctx_t *x = wsn_deflate_ctx_new();
+  wse_config_t c = cfg;
+  c.deflate_threshold = 0;
+  wse_deflate_params_t p = params(0, 0, -1, -1);
+  wsn_deflate_t *d = wsn_deflate_new(&c, &p);
+  client_t cl;
+  client_init(&cl, 15, 15, 0, 0);
+  uint8_t *out = malloc(big_n + 64);
+  size_t empty = wsn_deflate_conn_memory(d);
+  for (int round = 0; round < 4; round++) {
+    for (int m = 0; m < 3; m++) {
+      const uint8_t *f;
+      size_t fl;
+      size_t n = 3000 + (size_t)(round * 3 + m) * 500;
+      CHECK_EQ(wsn_deflate_message(d, x, WSE_OP_TEXT, big_text, n, &f, &fl), WSE_OK);
+      wse_frame_header_t h;
+      size_t hs = server_frame(f, fl, &h);
+      CHECK(h.rsv == 4);
+      long got = client_inflate(&cl, f + hs, (size_t)h.len, out, big_n + 64);
+      CHECK_EQ(got, (long)n);
+      CHECK(got == (long)n && memcmp(out, big_text, n) == 0);
+      /* used this tick: a tick right after use keeps it */
+      wsn_deflate_tick(d, 2);
+      CHECK(wsn_deflate_conn_memory(d) > empty + (64u << 10));
+    }
+    size_t live = wsn_deflate_conn_memory(d);
+    wsn_deflate_tick(d, 2); /* idle 1 of 2 */
+    CHECK_EQ(wsn_deflate_conn_memory(d), live);
+    wsn_deflate_tick(d, 2); /* idle 2 of 2: freed */
+    CHECK_EQ(wsn_deflate_conn_memory(d), empty);
+    wsn_deflate_tick(d, 0); /* 0: never (and nothing to free) */
+  }
+  /* idle_ticks 0 keeps a compressor forever */
+  const uint8_t *f;
+  size_t fl;
+  CHECK_EQ(wsn_deflate_message(d, x, WSE_OP_TEXT, big_text, 1000, &f, &fl), WSE_OK);
+  size_t live = wsn_deflate_conn_memory(d);
+  for (int i = 0; i < 10; i++) wsn_deflate_tick(d, 0);
+  CHECK_EQ(wsn_deflate_conn_memory(d), live);
+  free(out);
+  client_free(&cl);
+  wsn_deflate_free(d);
+  wsn_deflate_ctx_free(x);
+}
+
 int main(void) {
   wse_config_default(&cfg);
   make_corpus();
@@ -759,6 +807,7 @@ int main(void) {
   test_utf8_and_corruption();
   test_broadcast_cache();
   test_memory();
+  test_idle_release();
   CHECK_EQ(wsn_deflate_memory(), 0);
   free(big_text);
   TEST_REPORT();

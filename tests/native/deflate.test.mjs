@@ -516,6 +516,31 @@ describe('turned off and tuned', () => {
     }
   });
 
+  test('--deflate-idle 1: an idle connection\'s compressor is freed; compression resumes without the old history', async () => {
+    const srv = await startServer(['--deflate-idle', '1', '--deflate-threshold', '0', '--threads', '1']);
+    try {
+      const ws = await open(`${srv.wsUrl}/ws`, { perMessageDeflate: { threshold: 0 } });
+      const text = 'an idle compressor holds its window and hash tables; ';
+      const big = text.repeat(100);
+      assert.equal((await roundTrip(ws, big, false)).d.toString(), big);
+      const busy = (await stats(srv)).deflate_memory_bytes;
+      assert.ok(busy > 200 << 10, `deflate memory with a live compressor: ${busy}`);
+      await until(async () => (await stats(srv)).deflate_memory_bytes < busy - (200 << 10), 10000 * SLOW,
+        'the idle compressor to be freed');
+      // the client's inflater keeps its window; our fresh stream refers to nothing before it
+      for (let i = 0; i < 3; i++) {
+        const before = ws._socket.bytesRead;
+        const r = await roundTrip(ws, big + i, false);
+        assert.equal(r.d.toString(), big + i);
+        assert.ok(ws._socket.bytesRead - before < big.length / 10, 'the echo is compressed again');
+      }
+      ws.close();
+      await closed(ws);
+    } finally {
+      assert.deepEqual(await srv.stop(), { code: 0, signal: null }, srv.log());
+    }
+  });
+
   test('WSEDGE_DEFLATE=0: no extension header; --deflate overrides it', async () => {
     const srv = await startServer([], { env: { WSEDGE_DEFLATE: '0' } });
     try {
