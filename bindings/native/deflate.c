@@ -123,6 +123,7 @@ struct wsn_deflate {
   int8_t swbits, cwbits, level, mem_level;
   uint8_t snctt, cnctt;
   uint8_t used;             /* own compressor used since the last tick */
+  uint8_t resync;           /* a shared frame went out: reset own before use */
   uint32_t idle;            /* ticks the own compressor went unused */
   wsn_deflate_stats_t st;
 };
@@ -139,6 +140,7 @@ typedef struct shared_def {
 struct wsn_deflate_ctx {
   size_t mem;
   uint64_t gen;
+  int fanout;               /* the current message goes to several receivers */
   unsigned n_sd, next_evict;
   shared_def_t sd[SHARED_MAX];
   z_stream *inf;            /* shared inflater, reset after every message */
@@ -453,6 +455,9 @@ static int compress_msg(wsn_deflate_t *d, wsn_deflate_ctx_t *x, shared_def_t *s,
   } else {
     if (!d->def && !(d->def = deflater_new(&d->mem, d->swbits, d->level, d->mem_level)))
       return WSE_ENOMEM;
+    else if (d->resync)
+      deflateReset(d->def); /* the client's window has bytes ours has not */
+    d->resync = 0;
     z = d->def;
     d->used = 1;
   }
@@ -502,8 +507,11 @@ void wsn_deflate_tick(wsn_deflate_t *d, uint32_t idle_ticks) {
   d->idle = 0;
 }
 
+void wsn_deflate_fanout(wsn_deflate_ctx_t *x, int on) { x->fanout = on; }
+
 void wsn_deflate_next_message(wsn_deflate_ctx_t *x) {
   x->gen++;
+  x->fanout = 0;
   for (unsigned i = 0; i < x->n_sd; i++) {
     x->sd[i].cached = 0;
     zbuf_trim(&x->mem, &x->sd[i].frame);
@@ -524,7 +532,7 @@ int wsn_deflate_frame(wsn_deflate_t *d, wsn_deflate_ctx_t *x, const uint8_t *in,
   if (pn < d->threshold) return WSE_OK;
   const uint8_t *p = in + hl;
   size_t off, len;
-  if (!d->snctt) {
+  if (!d->snctt && !x->fanout) {
     zbuf_trim(&x->mem, &x->scratch);
     int rc = compress_msg(d, x, NULL, &x->scratch, h.opcode, p, pn, &off, &len);
     if (rc != WSE_OK) return rc;
@@ -532,8 +540,14 @@ int wsn_deflate_frame(wsn_deflate_t *d, wsn_deflate_ctx_t *x, const uint8_t *in,
     *out_len = len;
     return WSE_OK;
   }
+  /* no context takeover, or one message to many: the thread's frame for
+   * this message and setting, compressed once without history. A
+   * context-takeover receiver's inflater appends it to its window, which
+   * its own compressor's history then lacks: that is reset before its
+   * next use (distances would point at the wrong bytes otherwise). */
   shared_def_t *s = shared_for(x, d);
   if (!s) return WSE_ENOMEM;
+  if (!d->snctt) d->resync = 1;
   if (s->cached && s->gen == x->gen) {
     d->st.out_cached++;
     count_out(d, pn, s->len);

@@ -67,7 +67,8 @@ int wsn_deflate_message(wsn_deflate_t *d, wsn_deflate_ctx_t *x,
  * actions carry it. A single unfragmented Text/Binary frame of at least
  * the threshold is re-framed compressed; anything else (control frames,
  * small or fragmented messages) comes back unchanged (*out = in). For a
- * no-context-takeover connection the compressed frame is cached for the
+ * no-context-takeover connection (and for every receiver of a fan-out
+ * message, see wsn_deflate_fanout) the compressed frame is cached for the
  * current message: every such receiver with the same compressor setting
  * gets the same bytes, compressed once. Call wsn_deflate_next_message()
  * before delivering a different message (each action / queued item): the
@@ -77,6 +78,13 @@ int wsn_deflate_frame(wsn_deflate_t *d, wsn_deflate_ctx_t *x,
                       const uint8_t *in, size_t n, const uint8_t **out,
                       size_t *out_len);
 void wsn_deflate_next_message(wsn_deflate_ctx_t *x);
+
+/* After wsn_deflate_next_message: the message goes to several receivers
+ * (a broadcast). Context-takeover receivers then get the shared frame too,
+ * compressed once instead of once each (uWebSockets' shared compressor);
+ * their own compressor restarts without history at its next message.
+ * Reset to 0 by wsn_deflate_next_message. */
+void wsn_deflate_fanout(wsn_deflate_ctx_t *x, int on);
 
 /* Once a second per connection: a context-takeover compressor unused for
  * idle_ticks calls is freed (~256 KiB at the defaults) and made again for

@@ -145,7 +145,10 @@ static void drain_queue(wsn_thread_t *t) {
   uv_mutex_unlock(&t->qlock);
   while (it) {
     wsn_item_t *next = it->next;
-    if (t->dfl) wsn_deflate_next_message(t->dfl); /* a new message to deliver */
+    if (t->dfl) { /* a new message to deliver, to one or to several */
+      wsn_deflate_next_message(t->dfl);
+      wsn_deflate_fanout(t->dfl, it->n > 1);
+    }
     for (uint32_t i = 0; i < it->n; i++) {
       wsn_conn_t *c = lookup(t, it->tg[i].slot, it->tg[i].gen);
       if (!c) continue;
@@ -269,6 +272,7 @@ static void exec_one(wsn_thread_t *t, const wse_action_t *a) {
     flush_stage(t, WSN_ITEM_SEND, 0, a->frame, a->frame_len);
     break;
   case WSE_ACT_BROADCAST:
+    if (t->dfl) wsn_deflate_fanout(t->dfl, a->n_recipients > 1);
     for (size_t i = 0; i < a->n_recipients; i++)
       route_to(t, wse_app_session(app, a->recipients[i]), WSN_ITEM_SEND,
                a->frame, a->frame_len, 0);

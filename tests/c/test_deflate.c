@@ -691,6 +691,60 @@ static void test_broadcast_cache(void) {
   wsn_deflate_ctx_free(x);
 }
 
+/* Fan-out messages go to context-takeover receivers as the shared frame
+ * (compressed once); their own streams restart without history afterwards,
+ * so a client inflater that kept its whole window decodes every message of
+ * any interleaving of own and shared frames. */
+static void test_fanout_takeover(void) {
+  wsn_deflate_ctx_t *x = wsn_deflate_ctx_new();
+  wse_config_t c = cfg;
+  c.deflate_threshold = 0;
+  wse_deflate_params_t pt = params(0, 0, -1, -1), pn = params(1, 0, -1, -1);
+  wsn_deflate_t *t1 = wsn_deflate_new(&c, &pt), *t2 = wsn_deflate_new(&c, &pt);
+  wsn_deflate_t *n1 = wsn_deflate_new(&c, &pn);
+  client_t c1, c2;
+  client_init(&c1, 15, 15, 0, 0);
+  client_init(&c2, 15, 15, 0, 0);
+  uint8_t appf[4200], back[4200];
+  /* a pattern of own (0) and fan-out (1) messages, every transition twice */
+  static const int plan[] = {0, 0, 1, 1, 0, 1, 0, 0, 1, 1, 1, 0, 1, 0};
+  for (size_t i = 0; i < sizeof plan / sizeof *plan; i++) {
+    size_t n = 1500 + 150 * i;
+    const uint8_t *msg = big_text + 37 * (i % 5); /* repeats: references pay off */
+    size_t an = (size_t)wse_frame_message(appf, sizeof appf, WSE_OP_TEXT, 0, msg, n, 0);
+    wsn_deflate_next_message(x);
+    wsn_deflate_fanout(x, plan[i]);
+    const uint8_t *f1, *f2, *fn;
+    size_t l1, l2, ln;
+    uint8_t copy[4200];
+    CHECK_EQ(wsn_deflate_frame(t1, x, appf, an, &f1, &l1), WSE_OK);
+    memcpy(copy, f1, l1);
+    CHECK_EQ(wsn_deflate_frame(t2, x, appf, an, &f2, &l2), WSE_OK);
+    CHECK_EQ(wsn_deflate_frame(n1, x, appf, an, &fn, &ln), WSE_OK);
+    if (plan[i]) {
+      /* one compression for everyone, takeover or not */
+      CHECK(f2 == fn);
+      CHECK_MEM(f2, l2, copy, l1);
+    }
+    wse_frame_header_t h;
+    size_t off = server_frame(copy, l1, &h);
+    long got = client_inflate(&c1, copy + off, (size_t)h.len, back, sizeof back);
+    CHECK_MEM(back, got < 0 ? 0 : (size_t)got, msg, n);
+    off = server_frame(f2, l2, &h);
+    got = client_inflate(&c2, f2 + off, (size_t)h.len, back, sizeof back);
+    CHECK_MEM(back, got < 0 ? 0 : (size_t)got, msg, n);
+  }
+  wsn_deflate_stats_t st;
+  wsn_deflate_stats(t2, &st);
+  CHECK_EQ(st.out_cached, 7); /* every fan-out message after t1 compressed it */
+  client_free(&c1);
+  client_free(&c2);
+  wsn_deflate_free(t1);
+  wsn_deflate_free(t2);
+  wsn_deflate_free(n1);
+  wsn_deflate_ctx_free(x);
+}
+
 /* ---- memory ------------------------------------------------------------------------- */
 
 static void test_memory(void) {
@@ -806,6 +860,7 @@ int main(void) {
   test_limits();
   test_utf8_and_corruption();
   test_broadcast_cache();
+  test_fanout_takeover();
   test_memory();
   test_idle_release();
   CHECK_EQ(wsn_deflate_memory(), 0);
