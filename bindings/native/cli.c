@@ -60,7 +60,7 @@ static const opt_t opts[] = {
     {"--deflate-threshold", "WSEDGE_DEFLATE_THRESHOLD", K_SIZE, 0, GiB, "BYTES",
      "smaller messages are sent uncompressed (default 64; 0: all)"},
     {"--deflate-level", "WSEDGE_DEFLATE_LEVEL", K_COUNT, 1, 9, "N",
-     "zlib compression level 1 (fast) .. 9 (small) (default 6)"},
+     "zlib compression level 1 (fast) .. 9 (small) (default 1)"},
     {"--deflate-mem-level", "WSEDGE_DEFLATE_MEM_LEVEL", K_COUNT, 1, 9, "N",
      "zlib memLevel 1..9: compressor memory vs ratio (default 8)"},
     {"--deflate-window-bits", "WSEDGE_DEFLATE_WINDOW_BITS", K_COUNT, 9, 15, "N",

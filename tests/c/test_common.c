@@ -45,7 +45,7 @@ static void test_config_default(void) {
   CHECK_EQ(c.deflate_client_no_context_takeover, 0);
   CHECK_EQ(c.deflate_server_max_window_bits, 15);
   CHECK_EQ(c.deflate_client_max_window_bits, 15);
-  CHECK_EQ(c.deflate_level, 6);
+  CHECK_EQ(c.deflate_level, 1);
   CHECK_EQ(c.deflate_mem_level, 8);
   CHECK_EQ(c.deflate_threshold, 64);
 }

@@ -102,7 +102,7 @@ typedef struct wse_config {
   int deflate_client_no_context_takeover; /* 0 */
   int deflate_server_max_window_bits;     /* 15 (9..15) */
   int deflate_client_max_window_bits;     /* 15 (9..15) */
-  int deflate_level;              /* 1..9, default 6 */
+  int deflate_level;              /* 1..9, default 1 (see README: Compression) */
   int deflate_mem_level;          /* 1..9, default 8 */
   size_t deflate_threshold;       /* 64: smaller messages sent uncompressed */
 } wse_config_t;
