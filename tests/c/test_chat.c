@@ -251,6 +251,17 @@ static void test_events(void) {
   CHECK_EQ(drain(app), 1);
   CHECK_EQ(recs[0].target, (uint32_t)a);
 
+  /* the heartbeat (what the Workers runtime auto-responds): the sender only;
+   * anything else that looks like it is an ordinary message or an error */
+  CHECK_EQ(ws_text(app, a, "{\"type\":\"ping\"}", TS + 8), WSE_OK);
+  CHECK_EQ(drain(app), 1);
+  CHECK(recs[0].type == WSE_ACT_SEND && recs[0].target == (uint32_t)a);
+  expect_event(&recs[0], "{\"type\":\"pong\"}");
+  CHECK_EQ(ws_text(app, a, "{\"type\": \"ping\"}", TS + 8), WSE_OK);
+  CHECK_EQ(drain(app), 1);
+  CHECK_EQ(recs[0].target, (uint32_t)a);
+  expect_event(&recs[0], "{\"type\":\"error\",\"error\":\"invalid message\"}");
+
   /* binary: unchanged, to the other members only */
   uint8_t bin[5] = {0, 0xff, '{', 1, 2};
   CHECK_EQ(wse_app_message(app, (uint32_t)a, WSE_OP_BINARY, bin, 5, TS + 9), WSE_OK);

@@ -579,6 +579,24 @@ export function registerScenarios(t) {
       await b.expectTimed({ type: 'message', id: a.id, name: a.name, text: 'after errors' }, 'marker at b');
     });
 
+    it('the heartbeat {"type":"ping"} is answered {"type":"pong"} to the sender only', async () => {
+      // Workers: the runtime's auto-response (the object is not woken);
+      // native: the chat app itself. One protocol for clients on both.
+      const room = freshRoom('hb');
+      const a = await joinT(room, 'a', { count: 1 });
+      const b = await joinT(room, 'b', { count: 2 });
+      await a.nextEvent('b joins');
+      for (let i = 0; i < 3; i++) {
+        a.send('{"type":"ping"}');
+        const f = await a.next('pong');
+        assert.equal(f.isBinary, false);
+        assert.equal(f.data.toString(), '{"type":"pong"}', `${T} heartbeat reply`);
+      }
+      // b got none of it: its next frame is this marker
+      a.send('after heartbeats');
+      await b.expectTimed({ type: 'message', id: a.id, name: a.name, text: 'after heartbeats' }, 'marker at b');
+    });
+
     it('an abrupt disconnect appears as leave to the others', async () => {
       const room = freshRoom('abrupt');
       const a = await joinT(room, 'stays', { count: 1 });

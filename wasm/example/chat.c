@@ -155,12 +155,22 @@ static void chat_open(wse_ctx_t *c) {
           NULL);
 }
 
+static const char chat_ping[] = "{\"type\":\"ping\"}";
+static const char chat_pong[] = "{\"type\":\"pong\"}";
+
 static void chat_message(wse_ctx_t *c, unsigned opcode, const uint8_t *p,
                          size_t n) {
   wse_session_t *s = wse_ctx_session(c), *to;
   wse_str_t text;
   if (opcode == WSE_OP_BINARY) {
     wse_broadcast(c, s->room, s->room_len, opcode, p, n, &s->id, 1);
+    return;
+  }
+  /* the heartbeat: on Workers the runtime answers it without waking the
+   * object (setWebSocketAutoResponse); here the same reply, so a client
+   * sees one protocol on both targets */
+  if (n == sizeof chat_ping - 1 && wse__memeq(p, chat_ping, n)) {
+    wse_send(c, WSE_OP_TEXT, chat_pong, sizeof chat_pong - 1);
     return;
   }
   const char *err = parse(c, s->room, s->room_len, p, n, &text, &to);
