@@ -1,8 +1,9 @@
 /* log.c — leveled log lines to stderr with a UTC timestamp.
  *
  * An event-loop thread buffers its info/debug lines and writes them with one
- * write(2) per loop iteration (wsn_log_flush from a uv_check handle), so a
- * busy server does not pay a system call per connection open/close. Lines
+ * write(2) per callback, before that callback's network output goes out
+ * (wsn_finish), and once per loop iteration as a backstop (a uv_check
+ * handle): a line never trails what it reports by more than that. Lines
  * stay whole: a buffer only ever holds complete lines. Warnings and errors,
  * and every line from other threads, are written at once (after whatever
  * the thread had buffered, keeping the order). */

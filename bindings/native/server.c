@@ -126,6 +126,7 @@ void wsn_finish(wsn_thread_t *t) {
   t->wall_ms = 0;
   do {
     wsn_app_unlock(t);
+    wsn_log_flush(); /* this callback's lines before its network output */
     wsn_flush_dirty(t);
   } while (t->locked || t->dirty);
 }
