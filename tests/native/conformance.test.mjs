@@ -11,7 +11,7 @@ import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
 import { after, afterEach, before, describe, test } from 'node:test';
 import WebSocket from 'ws';
-import { SLOW, closePayload, encodeFrame, rawWs, sleep, startServer } from './server.mjs';
+import { SLOW, closePayload, encodeFrame, rawWs, roundTrip, sleep, startServer } from './server.mjs';
 
 let srv;
 before(async () => { srv = await startServer(['--threads', '2']); });
@@ -732,15 +732,6 @@ function openWs() {
     conns.add(ws);
     ws.once('open', () => resolve(ws));
     ws.once('error', reject);
-  });
-}
-
-function roundTrip(ws, data, binary) {
-  return new Promise((resolve, reject) => {
-    const fail = (e) => reject(e);
-    ws.once('message', (d, isBinary) => { ws.off('error', fail); resolve({ d: Buffer.from(d), isBinary }); });
-    ws.once('error', fail);
-    ws.send(data, { binary });
   });
 }
 

@@ -12,7 +12,7 @@ import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import zlib from 'node:zlib';
 import WebSocket from 'ws';
-import { SLOW, closePayload, encodeFrame, rawWs, runCli, startServer, until } from './server.mjs';
+import { SLOW, closePayload, encodeFrame, rawWs, roundTrip, runCli, startServer, until } from './server.mjs';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const TAIL = Buffer.from([0x00, 0x00, 0xff, 0xff]);
@@ -49,15 +49,6 @@ function open(url, opts = {}) {
   return new Promise((resolve, reject) => {
     ws.once('open', async () => { ws.extHeader = await header; resolve(ws); });
     ws.once('error', reject);
-  });
-}
-
-function roundTrip(ws, data, binary) {
-  return new Promise((resolve, reject) => {
-    const fail = (e) => reject(e);
-    ws.once('message', (d, isBinary) => { ws.off('error', fail); resolve({ d: Buffer.from(d), isBinary }); });
-    ws.once('error', fail);
-    ws.send(data, { binary });
   });
 }
 

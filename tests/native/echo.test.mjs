@@ -8,7 +8,7 @@ import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import WebSocket from 'ws';
-import { SLOW, closePayload, rawWs, startServer } from './server.mjs';
+import { SLOW, closePayload, rawWs, roundTrip, startServer } from './server.mjs';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 let srv;
@@ -20,14 +20,6 @@ function open(url, opts = {}) {
     const ws = new WebSocket(url, { perMessageDeflate: false, maxPayload: 0, ...opts });
     ws.once('open', () => resolve(ws));
     ws.once('error', reject);
-  });
-}
-
-function roundTrip(ws, data, binary) {
-  return new Promise((resolve, reject) => {
-    ws.once('message', (d, isBinary) => resolve({ d, isBinary }));
-    ws.once('error', reject);
-    ws.send(data, { binary });
   });
 }
 

@@ -108,6 +108,17 @@ export async function until(fn, ms = 5000 * SLOW, what = 'condition') {
   }
 }
 
+/** Send one message on an npm `ws` client and resolve with the next one
+ * received ({ d: Buffer, isBinary }); rejects on a socket error. */
+export function roundTrip(ws, data, binary) {
+  return new Promise((resolve, reject) => {
+    const fail = (e) => reject(e);
+    ws.once('message', (d, isBinary) => { ws.off('error', fail); resolve({ d: Buffer.from(d), isBinary }); });
+    ws.once('error', fail);
+    ws.send(data, { binary });
+  });
+}
+
 // ---- raw frames ---------------------------------------------------------
 
 /** One frame; masked by default (client to server). */
