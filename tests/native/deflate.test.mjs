@@ -5,16 +5,12 @@
 // continuation (1002), bad data (1007), broadcast to mixed members across
 // two threads, /stats memory, and the flags/env that turn it off or tune it.
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import crypto from 'node:crypto';
-import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { fileURLToPath } from 'node:url';
 import zlib from 'node:zlib';
 import WebSocket from 'ws';
-import { SLOW, closePayload, encodeFrame, rawWs, roundTrip, runCli, startServer, until } from './server.mjs';
+import { SLOW, closePayload, encodeFrame, rawWs, roundTrip, runCli, runPythonClient, startServer, until } from './server.mjs';
 
-const HERE = path.dirname(fileURLToPath(import.meta.url));
 const TAIL = Buffer.from([0x00, 0x00, 0xff, 0xff]);
 const SYNC = { finishFlush: zlib.constants.Z_SYNC_FLUSH };
 const MAX_MSG = 4 << 20;
@@ -60,19 +56,6 @@ async function stats(srv) {
   const r = await fetch(`${srv.url}/stats`);
   assert.equal(r.status, 200);
   return r.json();
-}
-
-function runPython(url, opts) {
-  const args = [path.join(HERE, 'py_deflate_client.py'), url];
-  if (opts) args.push(JSON.stringify(opts));
-  return new Promise((resolve, reject) => {
-    const p = spawn('/usr/bin/python3', args, { stdio: ['ignore', 'pipe', 'pipe'] });
-    let so = '', se = '';
-    p.stdout.on('data', (d) => { so += d; });
-    p.stderr.on('data', (d) => { se += d; });
-    const t = setTimeout(() => { p.kill('SIGKILL'); reject(new Error('python client timed out')); }, 60000 * SLOW);
-    p.on('exit', (code) => { clearTimeout(t); code === 0 ? resolve(JSON.parse(so)) : reject(new Error(`python exit ${code}: ${se}`)); });
-  });
 }
 
 const DEFLATE = { 'Sec-WebSocket-Extensions': 'permessage-deflate' };
@@ -306,7 +289,7 @@ describe('threshold 0, 2 threads, 4 MiB messages', () => {
   });
 
   test('python websockets 10.4: default offer negotiated, echoes', async () => {
-    const r = await runPython(`${srv.wsUrl}/ws`);
+    const r = await runPythonClient(`${srv.wsUrl}/ws`);
     assert.equal(r.header, 'permessage-deflate; client_max_window_bits=15');
     assert.deepEqual(r.extensions, ['permessage-deflate']);
     assert.deepEqual(r.agreed, { server_no_context_takeover: false, client_no_context_takeover: false,
@@ -315,18 +298,18 @@ describe('threshold 0, 2 threads, 4 MiB messages', () => {
   });
 
   test('python websockets 10.4: every parameter offered', async () => {
-    const r = await runPython(`${srv.wsUrl}/ws`, { server_no_context_takeover: true, client_no_context_takeover: true,
+    const r = await runPythonClient(`${srv.wsUrl}/ws`, { server_no_context_takeover: true, client_no_context_takeover: true,
       server_max_window_bits: 10, client_max_window_bits: 12 });
     assert.equal(r.header, 'permessage-deflate; server_no_context_takeover; client_no_context_takeover; ' +
       'server_max_window_bits=10; client_max_window_bits=12');
     assert.deepEqual(r.agreed, { server_no_context_takeover: true, client_no_context_takeover: true,
       server_max_window_bits: 10, client_max_window_bits: 12 });
-    const r2 = await runPython(`${srv.wsUrl}/ws`, { server_max_window_bits: 9, client_max_window_bits: 9 });
+    const r2 = await runPythonClient(`${srv.wsUrl}/ws`, { server_max_window_bits: 9, client_max_window_bits: 9 });
     assert.equal(r2.header, 'permessage-deflate; server_max_window_bits=9; client_max_window_bits=9');
     assert.equal(r2.close_code, 1000);
     // 8 bits: Python inflates our (9-bit zlib) stream with a 256-byte window
     for (const nctt of [false, true]) {
-      const r3 = await runPython(`${srv.wsUrl}/ws`, { server_max_window_bits: 8, client_max_window_bits: 9, server_no_context_takeover: nctt });
+      const r3 = await runPythonClient(`${srv.wsUrl}/ws`, { server_max_window_bits: 8, client_max_window_bits: 9, server_no_context_takeover: nctt });
       assert.equal(r3.header, `permessage-deflate${nctt ? '; server_no_context_takeover' : ''}; server_max_window_bits=8; client_max_window_bits=9`);
       assert.equal(r3.agreed.server_max_window_bits, 8);
       assert.equal(r3.close_code, 1000);

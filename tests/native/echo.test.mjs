@@ -2,15 +2,11 @@
 // text, binary, every length class boundary, 16 MiB, fragmented input,
 // pings, and the close handshake.
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import crypto from 'node:crypto';
-import path from 'node:path';
 import { after, before, test } from 'node:test';
-import { fileURLToPath } from 'node:url';
 import WebSocket from 'ws';
-import { SLOW, closePayload, rawWs, roundTrip, startServer } from './server.mjs';
+import { closePayload, rawWs, roundTrip, runPythonClient, startServer } from './server.mjs';
 
-const HERE = path.dirname(fileURLToPath(import.meta.url));
 let srv;
 before(async () => { srv = await startServer(['--threads', '2']); });
 after(async () => { assert.deepEqual(await srv.stop(), { code: 0, signal: null }, srv.log()); });
@@ -109,15 +105,7 @@ test('raw: a message split at every byte still arrives whole', async () => {
 });
 
 test('python websockets 10.4: echo and close (permessage-deflate negotiated)', async () => {
-  const out = await new Promise((resolve, reject) => {
-    const p = spawn('/usr/bin/python3', [path.join(HERE, 'py_echo_client.py'), `${srv.wsUrl}/ws`], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let so = '', se = '';
-    p.stdout.on('data', (d) => { so += d; });
-    p.stderr.on('data', (d) => { se += d; });
-    const t = setTimeout(() => { p.kill('SIGKILL'); reject(new Error('python client timed out')); }, 30000 * SLOW);
-    p.on('exit', (code) => { clearTimeout(t); code === 0 ? resolve(so) : reject(new Error(`python exit ${code}: ${se}`)); });
-  });
-  const r = JSON.parse(out);
+  const r = await runPythonClient(`${srv.wsUrl}/ws`);
   assert.deepEqual(r.extensions, ['permessage-deflate']);
   assert.equal(r.close_code, 1000);
 });

@@ -119,6 +119,25 @@ export function roundTrip(ws, data, binary) {
   });
 }
 
+/**
+ * Run tests/native/py_client.py (Python websockets 10.4) against `url`:
+ * echoes of several sizes, a ping, close 1000. `opts` are its permessage-
+ * deflate offer parameters (absent: the library's default offer). Resolves
+ * with its JSON report; rejects on a non-zero exit or after a bound.
+ */
+export function runPythonClient(url, opts) {
+  const args = [path.join(ROOT, 'tests/native/py_client.py'), url];
+  if (opts) args.push(JSON.stringify(opts));
+  return new Promise((resolve, reject) => {
+    const p = spawn('/usr/bin/python3', args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    let so = '', se = '';
+    p.stdout.on('data', (d) => { so += d; });
+    p.stderr.on('data', (d) => { se += d; });
+    const t = setTimeout(() => { p.kill('SIGKILL'); reject(new Error('python client timed out')); }, 60000 * SLOW);
+    p.on('exit', (code) => { clearTimeout(t); code === 0 ? resolve(JSON.parse(so)) : reject(new Error(`python exit ${code}: ${se}`)); });
+  });
+}
+
 // ---- raw frames ---------------------------------------------------------
 
 /** One frame; masked by default (client to server). */

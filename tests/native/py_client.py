@@ -1,7 +1,7 @@
-"""permessage-deflate against the native server with Python websockets 10.4
-(Debian python3-websockets), an independent zlib-based implementation.
+"""The native server against a second, independent client: Python websockets
+10.4 (Debian python3-websockets), zlib-based permessage-deflate included.
 
-usage: py_deflate_client.py URL [JSON-OPTIONS]
+usage: py_client.py URL [JSON-OPTIONS]
 OPTIONS (all optional): {"server_no_context_takeover": bool,
   "client_no_context_takeover": bool, "server_max_window_bits": 9..15,
   "client_max_window_bits": true | 9..15}; absent: the library's default
@@ -37,7 +37,7 @@ async def main(url, opts):
             }
         words = "permessage-deflate über λόγος window takeover "
         for rep in range(3):
-            for n in (0, 1, 5, 125, 126, 4000, 65536, 300000):
+            for n in (0, 1, 5, 125, 126, 4000, 65535, 65536, 300000):
                 text = (words * (n // len(words) + 1))[:n]
                 await ws.send(text)
                 got = await asyncio.wait_for(ws.recv(), 10)
