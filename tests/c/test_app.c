@@ -249,6 +249,25 @@ static void test_routes(void) {
   wse_app_free(app);
 }
 
+
+/* Upgrade `path` offering `offer`: accepted (with the extension header) or
+ * declined (a plain 101 head, no extension); the session is closed again. */
+static void offer_deflate(wse_app_t *app, const char *path, const char *offer, int accepted) {
+  req_t q;
+  uint8_t ent[16];
+  wse_upgrade_t u;
+  wse_response_t resp;
+  seed_id(77, ent);
+  req_ws(&q, path);
+  req_hdr(&q, "Sec-WebSocket-Extensions", offer);
+  int32_t h = wse_app_upgrade(app, &q.r, ent, 1, &u, &resp);
+  CHECK(h >= 0 && u.deflate_accepted == accepted);
+  if (!accepted)
+    CHECK_STR(resp.headers, resp.headers_len,
+              "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+              "Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n");
+  if (h >= 0) wse_app_close(app, (uint32_t)h, 1006, NULL, 0, 5);
+}
 static void test_upgrade(void) {
   wse_app_t *app = probe_app(&t_allocator);
   wse_response_t resp;
@@ -340,29 +359,11 @@ static void test_upgrade(void) {
   /* host-wide switch off (a spent compression budget): the same offer is
    * declined, no extension header; back on, it is accepted again */
   wse_app_set_deflate(app, 0);
-  req_ws(&q, "/p/lobby");
-  req_hdr(&q, "Sec-WebSocket-Extensions", "permessage-deflate; client_max_window_bits");
-  h = wse_app_upgrade(app, &q.r, ent, 1, &u, &resp);
-  CHECK(h >= 0 && u.deflate_accepted == 0);
-  CHECK_STR(resp.headers, resp.headers_len,
-            "Upgrade: websocket\r\nConnection: Upgrade\r\n"
-            "Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n");
-  wse_app_close(app, (uint32_t)h, 1006, NULL, 0, 5);
+  offer_deflate(app, "/p/lobby", "permessage-deflate; client_max_window_bits", 0);
   wse_app_set_deflate(app, 1);
-  req_ws(&q, "/p/lobby");
-  req_hdr(&q, "Sec-WebSocket-Extensions", "permessage-deflate; client_max_window_bits");
-  h = wse_app_upgrade(app, &q.r, ent, 1, &u, &resp);
-  CHECK(h >= 0 && u.deflate_accepted == 1);
-  wse_app_close(app, (uint32_t)h, 1006, NULL, 0, 5);
+  offer_deflate(app, "/p/lobby", "permessage-deflate; client_max_window_bits", 1);
   /* deflate off in the /ws config: offer ignored */
-  req_ws(&q, "/ws");
-  req_hdr(&q, "Sec-WebSocket-Extensions", "permessage-deflate");
-  h = wse_app_upgrade(app, &q.r, ent, 1, &u, &resp);
-  CHECK(h >= 0 && u.deflate_accepted == 0);
-  CHECK_STR(resp.headers, resp.headers_len,
-            "Upgrade: websocket\r\nConnection: Upgrade\r\n"
-            "Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n");
-  wse_app_close(app, (uint32_t)h, 1006, NULL, 0, 5);
+  offer_deflate(app, "/ws", "permessage-deflate", 0);
 
   /* on_upgrade rejections: status + JSON, and no session left behind */
   req_ws(&q, "/p/lobby?deny=1");
