@@ -98,10 +98,13 @@ test('a port already in use (even by another wsedge) -> exit 1, not a shared por
   }
 });
 
-test('the soft fd limit is raised to the hard one; --max-connections above it is warned about', async () => {
+test('the soft fd limit is raised to the hard one; --max-connections above it is warned about', async (t) => {
   const { spawnSync } = await import('node:child_process');
   const hard = spawnSync('bash', ['-c', 'ulimit -Hn'], { encoding: 'utf8' }).stdout.trim();
-  if (hard === 'unlimited' || Number(hard) <= 256 || Number(hard) >= 9999000) return; // nothing to raise
+  if (hard === 'unlimited' || Number(hard) <= 256 || Number(hard) >= 9999000) {
+    t.skip(`hard fd limit ${hard}: nothing to raise from 256 here`); // reported as skipped, not passed
+    return;
+  }
   const mc = Number(hard) + 1000;
   const { BIN } = await import('./server.mjs');
   const r = spawnSync('bash', ['-c', 'ulimit -S -n 256 && exec "$0" serve --listen 127.0.0.1:0 --max-connections $1 & pid=$!; sleep 1; kill -TERM $pid; wait $pid', BIN, String(mc)],
