@@ -103,7 +103,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   wse_deflate_negotiate(&cfg, &u);
   if (u.deflate_accepted) {
     if (!cfg.deflate) abort();
-    if (u.deflate.server_max_window_bits != -1 && (u.deflate.server_max_window_bits < 9 || u.deflate.server_max_window_bits > 15)) abort();
+    if (u.deflate.server_max_window_bits != -1 && (u.deflate.server_max_window_bits < 8 || u.deflate.server_max_window_bits > 15)) abort();
+    /* 8 (a 256-byte window; hosts compress with zlib's 9, whose matches
+     * stay within 250 bytes) only when the client asked for 8 */
+    if (u.deflate.server_max_window_bits == 8) {
+      int asked8 = 0;
+      for (size_t k = 0; k < u.n_deflate_offers; k++)
+        asked8 |= u.deflate_offers[k].server_max_window_bits == 8;
+      if (!asked8) abort();
+    }
     /* 8 only when the client offered 8: never answered above its value */
     if (u.deflate.client_max_window_bits != -1 && (u.deflate.client_max_window_bits < 8 || u.deflate.client_max_window_bits > 15)) abort();
     if (u.deflate.client_max_window_bits == 8) {
