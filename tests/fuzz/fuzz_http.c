@@ -36,7 +36,9 @@ static void check_parsed(const char *buf, size_t n, int r,
   size_t end = (size_t)r;
   ASSERT(end <= n && end == wsn_http_head_end(buf, n, 0));
   ASSERT(req->method.n > 0 && in_head(buf, end, req->method));
-  ASSERT(req->target.n > 0 && in_head(buf, end, req->target));
+  /* in the head, or the root an absolute-form URI without a path maps to */
+  ASSERT(req->target.n > 0 && (in_head(buf, end, req->target) ||
+                               (req->target.n == 1 && req->target.p[0] == '/')));
   ASSERT(req->http_version == 10 || req->http_version == 11);
   ASSERT(req->n_headers <= max_headers);
   for (size_t i = 0; i < req->n_headers; i++) {
