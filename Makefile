@@ -1,10 +1,12 @@
 # wsedge — one C core, two hosts.
 #   make dev    build the wasm core and run the chat app under wrangler dev
 #   make test   install what is missing, then run every test
-# Conventions (add files, not rules): core sources wasm/src/*.c, example app
-# wasm/example/*.c, native host bindings/native/*.c, wasm glue
-# bindings/workers/*.c, C tests tests/c/test_*.c, fuzz targets
-# tests/fuzz/fuzz_*.c (corpus in tests/fuzz/corpus/<name>/).
+# Conventions (add files, not rules): core sources wasm/src/*.c, native host
+# library bindings/native/*.c (public header bindings/native/include/),
+# wasm glue bindings/workers/*.c, C tests tests/c/test_*.c, fuzz targets
+# tests/fuzz/fuzz_*.c (corpus in tests/fuzz/corpus/<name>/). Example apps
+# live in examples/<name>/ and are built the way a user's app is: their
+# objects, linked with libwsedge-native.a natively and with the glue in wasm.
 
 SHELL := /bin/bash
 .DEFAULT_GOAL := native
@@ -15,25 +17,27 @@ ifeq ($(origin CC),default)
 CC      := clang
 endif
 B       := build
-INC     := -Iwasm/include
+INC     := -Iwasm/include -Ibindings/native/include
 WARN    := -std=c11 -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes
 CFLAGS  ?= -O2 -g
 ALL_CFLAGS := $(WARN) $(CFLAGS) $(INC) -D_POSIX_C_SOURCE=200809L
 SAN     := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
 
 CORE_SRC    := $(sort $(wildcard wasm/src/*.c))
-EXAMPLE_SRC := $(sort $(wildcard wasm/example/*.c))
+# the chat example's app (chat.c defines wsedge_app; it serves /ws echo too)
+EXAMPLE_SRC := examples/chat/chat.c examples/echo/echo.c
 NATIVE_SRC  := $(sort $(wildcard bindings/native/*.c))
 GLUE_SRC    := $(sort $(wildcard bindings/workers/*.c))
-TEST_SRC    := $(sort $(wildcard tests/c/test_*.c))
+TEST_SRC    := $(sort $(wildcard tests/c/test_*.c examples/*/tests/test_*.c))
 FUZZ_SRC    := $(sort $(wildcard tests/fuzz/fuzz_*.c))
-HDRS        := $(wildcard wasm/include/*.h wasm/include/wsedge/*.h wasm/src/*.h bindings/native/*.h tests/c/*.h)
+HDRS        := $(wildcard wasm/include/*.h wasm/include/wsedge/*.h wasm/src/*.h bindings/native/*.h \
+                 bindings/native/include/wsedge/*.h examples/*/*.h tests/c/*.h)
 
 CORE_OBJ    := $(CORE_SRC:%.c=$(B)/obj/%.o)
 EXAMPLE_OBJ := $(EXAMPLE_SRC:%.c=$(B)/obj/%.o)
 NATIVE_OBJ  := $(NATIVE_SRC:%.c=$(B)/obj/%.o)
 ASAN_CORE   := $(CORE_SRC:%.c=$(B)/asan/%.o) $(EXAMPLE_SRC:%.c=$(B)/asan/%.o)
-TEST_BIN    := $(TEST_SRC:tests/c/%.c=$(B)/test/%)
+TEST_BIN    := $(addprefix $(B)/test/,$(notdir $(TEST_SRC:.c=)))
 FUZZ_BIN    := $(FUZZ_SRC:tests/fuzz/%.c=$(B)/fuzz/%)
 
 # ---- set-up ---------------------------------------------------------------
@@ -51,7 +55,7 @@ deps:
 
 # ---- native ---------------------------------------------------------------
 .PHONY: native
-native: $(B)/libwsedge.a $(if $(NATIVE_SRC),$(B)/wsedge)
+native: $(B)/libwsedge.a $(B)/libwsedge-native.a $(B)/wsedge
 
 $(B)/obj/%.o: %.c $(HDRS)
 	@mkdir -p $(dir $@)
@@ -61,24 +65,38 @@ $(B)/asan/%.o: %.c $(HDRS)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -O1 $(SAN) -c $< -o $@
 
-$(B)/libwsedge.a: $(CORE_OBJ) $(EXAMPLE_OBJ)
+# the core (protocol + app layer): what every app links, natively
+$(B)/libwsedge.a: $(CORE_OBJ)
 	@mkdir -p $(B)
 	rm -f $@ && ar rcs $@ $^
 
-# The chat page (worker/chat.html, also served by the Worker) embedded in the binary.
+# the native server as a library (libuv, zlib); its main.o is linked only
+# into a program that defines no main of its own
+$(B)/libwsedge-native.a: $(NATIVE_OBJ)
+	@mkdir -p $(B)
+	rm -f $@ && ar rcs $@ $^
+
+# The chat page (worker/chat.html, also served by the Worker) embedded in the
+# chat example's program (examples/chat/main.c).
 $(B)/gen/chat_page.c: worker/chat.html
 	@mkdir -p $(dir $@)
-	node -e 'const fs=require("fs"),b=fs.readFileSync(process.argv[1]);let s="/* generated from worker/chat.html: do not edit */\n#include <stddef.h>\nextern const unsigned char wsn_chat_page[];\nextern const size_t wsn_chat_page_len;\nconst unsigned char wsn_chat_page[]={";for(let i=0;i<b.length;i++)s+=(i%20?"":"\n")+b[i]+",";fs.writeFileSync(process.argv[2],s+"0};\nconst size_t wsn_chat_page_len="+b.length+";\n")' $< $@
+	node -e 'const fs=require("fs"),b=fs.readFileSync(process.argv[1]);let s="/* generated from worker/chat.html: do not edit */\n#include <stddef.h>\nextern const unsigned char chat_page[];\nextern const size_t chat_page_len;\nconst unsigned char chat_page[]={";for(let i=0;i<b.length;i++)s+=(i%20?"":"\n")+b[i]+",";fs.writeFileSync(process.argv[2],s+"0};\nconst size_t chat_page_len="+b.length+";\n")' $< $@
 
 $(B)/gen/chat_page.o: $(B)/gen/chat_page.c
 	$(CC) $(ALL_CFLAGS) -c $< -o $@
 
-$(B)/wsedge: $(NATIVE_OBJ) $(B)/gen/chat_page.o $(B)/libwsedge.a
-	$(CC) $(CFLAGS) -o $@ $(NATIVE_OBJ) $(B)/gen/chat_page.o $(B)/libwsedge.a -luv -lz -lpthread
+CHAT_MAIN := examples/chat/main.c
+NATIVE_LIBS := -luv -lz -lpthread
 
-# AddressSanitizer+UBSan build of the server, for the integration tests.
-$(B)/wsedge-asan: $(NATIVE_SRC) $(CORE_SRC) $(EXAMPLE_SRC) $(HDRS) $(B)/gen/chat_page.c
-	$(CC) $(ALL_CFLAGS) -O1 $(SAN) -o $@ $(NATIVE_SRC) $(CORE_SRC) $(EXAMPLE_SRC) $(B)/gen/chat_page.c -luv -lz -lpthread
+# build/wsedge: the chat example's program, linked as a user's app is
+$(B)/wsedge: $(EXAMPLE_OBJ) $(B)/obj/$(CHAT_MAIN:.c=.o) $(B)/gen/chat_page.o $(B)/libwsedge-native.a $(B)/libwsedge.a
+	$(CC) $(CFLAGS) -o $@ $(EXAMPLE_OBJ) $(B)/obj/$(CHAT_MAIN:.c=.o) $(B)/gen/chat_page.o \
+	  $(B)/libwsedge-native.a $(B)/libwsedge.a $(NATIVE_LIBS)
+
+# AddressSanitizer+UBSan build of the same program, for the integration tests.
+NATIVE_LIB_SRC := $(filter-out bindings/native/main.c,$(NATIVE_SRC))
+$(B)/wsedge-asan: $(NATIVE_LIB_SRC) $(CORE_SRC) $(EXAMPLE_SRC) $(CHAT_MAIN) $(HDRS) $(B)/gen/chat_page.c
+	$(CC) $(ALL_CFLAGS) -O1 $(SAN) -o $@ $(NATIVE_LIB_SRC) $(CORE_SRC) $(EXAMPLE_SRC) $(CHAT_MAIN) $(B)/gen/chat_page.c $(NATIVE_LIBS)
 
 # ---- wasm -----------------------------------------------------------------
 ifdef WASI_SDK_PATH
@@ -126,6 +144,13 @@ test: deps
 $(B)/test/%: tests/c/%.c $(ASAN_CORE) $(HDRS)
 	@mkdir -p $(B)/test
 	$(CC) $(ALL_CFLAGS) -O1 $(SAN) -Itests/c -o $@ $< $(ASAN_CORE)
+# an example's own C tests (examples/<name>/tests/test_*.c)
+define example_test
+$(B)/test/$(notdir $(1:.c=)): $(1) $(ASAN_CORE) $(HDRS)
+	@mkdir -p $(B)/test
+	$(CC) $(ALL_CFLAGS) -O1 $(SAN) -Itests/c -o $$@ $$< $(ASAN_CORE)
+endef
+$(foreach t,$(wildcard examples/*/tests/test_*.c),$(eval $(call example_test,$(t))))
 # test_deflate also links the native host's permessage-deflate (zlib)
 $(B)/test/test_deflate: tests/c/test_deflate.c bindings/native/deflate.c $(ASAN_CORE) $(HDRS)
 	@mkdir -p $(B)/test
@@ -187,8 +212,8 @@ test-hardening: native $(B)/wsedge-asan
 
 .PHONY: valgrind soak
 # valgrind 3.19 cannot read clang 14's default DWARF 5: a -gdwarf-4 build for memcheck
-$(B)/wsedge-vg: $(NATIVE_SRC) $(CORE_SRC) $(EXAMPLE_SRC) $(HDRS) $(B)/gen/chat_page.c
-	$(CC) $(WARN) $(INC) -D_POSIX_C_SOURCE=200809L -O1 -gdwarf-4 -o $@ $(NATIVE_SRC) $(CORE_SRC) $(EXAMPLE_SRC) $(B)/gen/chat_page.c -luv -lz -lpthread
+$(B)/wsedge-vg: $(NATIVE_LIB_SRC) $(CORE_SRC) $(EXAMPLE_SRC) $(CHAT_MAIN) $(HDRS) $(B)/gen/chat_page.c
+	$(CC) $(WARN) $(INC) -D_POSIX_C_SOURCE=200809L -O1 -gdwarf-4 -o $@ $(NATIVE_LIB_SRC) $(CORE_SRC) $(EXAMPLE_SRC) $(CHAT_MAIN) $(B)/gen/chat_page.c $(NATIVE_LIBS)
 
 valgrind: native $(B)/wsedge-vg
 	WSE_VALGRIND=1 WSE_NATIVE_BIN=$(B)/wsedge-vg node --test --test-concurrency=1 tests/native/

@@ -74,16 +74,19 @@ static const opt_t opts[] = {
 };
 #define N_OPTS (sizeof opts / sizeof opts[0])
 
-static char origin_store[WSN_MAX_ORIGINS][256];
+static const char *prog(const wsn_opts_t *o) {
+  return o && o->program ? o->program : "wsedge";
+}
 
-void wsn_cli_usage(FILE *f) {
+void wse_native_usage(const wse_native_options_t *o, FILE *f) {
+  const char *p = prog(o);
   fprintf(f,
-          "usage: wsedge serve [options]\n"
-          "       wsedge --version | --help\n\n"
-          "Serves the wsedge example app (/ws echo, /chat/:room chat rooms,\n"
-          "POST /chat/:room/messages, GET /chat/:room/stats), the chat page at /,\n"
-          "GET /healthz and GET /stats.\n\n"
-          "options (flag / environment variable; flags win):\n");
+          "usage: %s serve [options]\n"
+          "       %s --version | --help\n\n"
+          "Serves the app's WebSocket and HTTP routes (wsedge %s), GET /healthz\n"
+          "and GET /stats%s.\n\n"
+          "options (flag / environment variable; flags win):\n",
+          p, p, WSE_VERSION_STRING, o && o->index_html ? ", and its page at /" : "");
   for (size_t i = 0; i < N_OPTS; i++) {
     char left[64];
     snprintf(left, sizeof left, "%s%s%s", opts[i].flag, opts[i].arg[0] ? " " : "", opts[i].arg);
@@ -96,10 +99,11 @@ void wsn_cli_usage(FILE *f) {
   fprintf(f, "\nBYTES accept a k, m or g suffix (KiB, MiB, GiB). Invalid values exit with 2.\n");
 }
 
-static int fail(const char *who, const char *val, const char *why) {
-  fprintf(stderr, "wsedge: invalid %s '%s': %s (see wsedge --help)\n", who, val, why);
+static int fail_as(const wsn_opts_t *o, const char *who, const char *val, const char *why) {
+  fprintf(stderr, "%s: invalid %s '%s': %s (see %s --help)\n", prog(o), who, val, why, prog(o));
   return 2;
 }
+#define fail(who, val, why) fail_as(o, (who), (val), (why))
 
 static int parse_u64(const char *s, int suffix, uint64_t *out) {
   uint64_t v = 0;
@@ -130,14 +134,14 @@ static int add_origin(wsn_opts_t *o, const char *who, const char *s, size_t n) {
   char tmp[300];
   snprintf(tmp, sizeof tmp, "%.*s", (int)(n < 256 ? n : 256), s);
   if (n == 0) return fail(who, tmp, "empty origin");
-  if (n >= sizeof origin_store[0]) return fail(who, tmp, "longer than 255 bytes");
+  if (n >= sizeof o->wse__buf[0]) return fail(who, tmp, "longer than 255 bytes");
   if (!(n == 1 && s[0] == '*') && !(n > 7 && strncmp(s, "http://", 7) == 0) &&
       !(n > 8 && strncmp(s, "https://", 8) == 0))
     return fail(who, tmp, "expected \"*\" or scheme://host[:port]");
   if (o->n_origins == WSN_MAX_ORIGINS) return fail(who, tmp, "too many origins (max 32)");
-  memcpy(origin_store[o->n_origins], s, n);
-  origin_store[o->n_origins][n] = 0;
-  o->origins[o->n_origins] = origin_store[o->n_origins];
+  memcpy(o->wse__buf[o->n_origins], s, n);
+  o->wse__buf[o->n_origins][n] = 0;
+  o->origins[o->n_origins] = o->wse__buf[o->n_origins];
   o->n_origins++;
   return 0;
 }
@@ -167,10 +171,10 @@ static int apply(wsn_opts_t *o, const opt_t *op, const char *who, const char *v)
     if (!S_ISDIR(st.st_mode)) return fail(who, v, "not a directory");
     size_t l = strlen(v);
     while (l > 1 && v[l - 1] == '/') l--;
-    char *d = strndup(v, l);
-    if (!d) return fail(who, v, "out of memory");
-    free((char *)o->static_dir);
-    o->static_dir = d;
+    if (l >= sizeof o->wse__static) return fail(who, v, "path too long");
+    memcpy(o->wse__static, v, l);
+    o->wse__static[l] = 0;
+    o->static_dir = o->wse__static;
     return 0;
   }
   case K_LEVEL: {
@@ -229,7 +233,7 @@ static int apply(wsn_opts_t *o, const opt_t *op, const char *who, const char *v)
   return 0;
 }
 
-int wsn_cli_parse(int argc, char **argv, wsn_opts_t *o) {
+void wse_native_options_default(wse_native_options_t *o) {
   memset(o, 0, sizeof *o);
   snprintf(o->listen_host, sizeof o->listen_host, "127.0.0.1");
   o->port = 4040;
@@ -239,7 +243,10 @@ int wsn_cli_parse(int argc, char **argv, wsn_opts_t *o) {
   wse_config_default(&o->cfg);
   o->deflate_max_memory = (uint64_t)256 << 20;
   o->deflate_idle_s = 10;
+  o->program = "wsedge";
+}
 
+int wse_native_options_parse(wse_native_options_t *o, int argc, char **argv) {
   int rc;
   for (size_t i = 0; i < N_OPTS; i++) {
     const char *v = opts[i].env ? getenv(opts[i].env) : NULL;
@@ -249,11 +256,11 @@ int wsn_cli_parse(int argc, char **argv, wsn_opts_t *o) {
   for (int i = 0; i < argc; i++) {
     const char *a = argv[i];
     if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-      wsn_cli_usage(stdout);
+      wse_native_usage(o, stdout);
       return 1;
     }
     if (!strcmp(a, "--version")) {
-      printf("wsedge %s\n", WSE_VERSION_STRING);
+      printf("%s %s\n", prog(o), WSE_VERSION_STRING);
       return 1;
     }
     const char *eq = strchr(a, '=');
@@ -262,14 +269,14 @@ int wsn_cli_parse(int argc, char **argv, wsn_opts_t *o) {
     for (size_t k = 0; k < N_OPTS; k++)
       if (strlen(opts[k].flag) == fl && !strncmp(a, opts[k].flag, fl)) op = &opts[k];
     if (!op) {
-      fprintf(stderr, "wsedge: unknown option '%s' (see wsedge --help)\n", a);
+      fprintf(stderr, "%s: unknown option '%s' (see %s --help)\n", prog(o), a, prog(o));
       return 2;
     }
     const char *v = eq ? eq + 1 : NULL;
     if (op->kind == K_BOOL && !v) v = "1"; /* present: on (--no-deflate: off) */
     if (!v) {
       if (i + 1 >= argc) {
-        fprintf(stderr, "wsedge: option %s needs a value (%s)\n", op->flag, op->arg);
+        fprintf(stderr, "%s: option %s needs a value (%s)\n", prog(o), op->flag, op->arg);
         return 2;
       }
       v = argv[++i];

@@ -4,7 +4,10 @@
 #ifndef WSN_LOG_H
 #define WSN_LOG_H
 
-enum { WSN_LOG_ERROR = 0, WSN_LOG_WARN, WSN_LOG_INFO, WSN_LOG_DEBUG };
+#include "wsedge/native.h"
+
+enum { WSN_LOG_ERROR = WSE_LOG_ERROR, WSN_LOG_WARN = WSE_LOG_WARN,
+       WSN_LOG_INFO = WSE_LOG_INFO, WSN_LOG_DEBUG = WSE_LOG_DEBUG };
 
 extern int wsn_log_level;
 

@@ -1,4 +1,4 @@
-/* routes.c — the host's own HTTP routes (the chat page, static files,
+/* routes.c — the host's own HTTP routes (the program's page, static files,
  * /healthz, /stats) and response writing. Every plain HTTP response closes
  * the connection (Connection: close) after a lingering half-close. */
 #define _GNU_SOURCE
@@ -198,7 +198,9 @@ static int streq(wse_str_t s, const char *lit) {
 int wsn_host_route(wsn_thread_t *t, wsn_conn_t *c, const wse_request_t *req) {
   wse_str_t path = wsn_http_path(req->target);
   int get = streq(req->method, "GET"), head = streq(req->method, "HEAD");
-  int is_root = streq(path, "/") || streq(path, "/index.html");
+  const wsn_opts_t *o = &t->srv->opts;
+  int is_root = (o->index_html || o->static_dir) &&
+                (streq(path, "/") || streq(path, "/index.html"));
   if (streq(path, "/healthz") || streq(path, "/stats") || is_root) {
     if (!get && !head) {
       wsn_respond_json_error(t, c, 405, "method not allowed", "Allow: GET, HEAD\r\n");
@@ -207,15 +209,20 @@ int wsn_host_route(wsn_thread_t *t, wsn_conn_t *c, const wse_request_t *req) {
     if (streq(path, "/healthz")) {
       static const char ok[] = "{\"status\":\"ok\"}";
       wsn_respond(t, c, 200, NULL, "application/json", ok, sizeof ok - 1, head);
-    } else if (streq(path, "/stats")) {
-      stats(t, c, head);
-    } else if (!serve_file(t, c, (wse_str_t){"/index.html", 11}, head)) {
-      wsn_respond(t, c, 200, NULL, "text/html; charset=utf-8", wsn_chat_page,
-                  wsn_chat_page_len, head);
+      return 1;
     }
+    if (streq(path, "/stats")) {
+      stats(t, c, head);
+      return 1;
+    }
+    /* the page: DIR/index.html first, else the program's embedded one */
+    if (serve_file(t, c, (wse_str_t){"/index.html", 11}, head)) return 1;
+    if (!o->index_html) return 0;
+    wsn_respond(t, c, 200, NULL, "text/html; charset=utf-8", o->index_html,
+                o->index_html_len, head);
     return 1;
   }
-  if (!t->srv->opts.static_dir || (!get && !head)) return 0;
+  if (!o->static_dir || (!get && !head)) return 0;
   /* a WebSocket route's path is never shadowed by a file */
   wsn_app_lock(t);
   int ws_route = wse_app_match(t->srv->app, req->target, NULL);

@@ -329,7 +329,7 @@ static void thread_close_handles(wsn_thread_t *t) {
   uv_close((uv_handle_t *)&t->tick, on_handle_closed);
   uv_close((uv_handle_t *)&t->async, on_handle_closed);
   uv_close((uv_handle_t *)&t->log_check, on_handle_closed);
-  if (t->idx == 0) {
+  if (t->idx == 0 && t->srv->signals) {
     uv_close((uv_handle_t *)&t->srv->sigterm, on_handle_closed);
     uv_close((uv_handle_t *)&t->srv->sigint, on_handle_closed);
   }
@@ -384,16 +384,27 @@ static void on_async(uv_async_t *a) {
 }
 
 /* A WebSocket server holds one fd per client: take the whole hard limit
- * (as Bun and nginx's worker_rlimit_nofile do), not the often-1024 soft one. */
-static void raise_fd_limit(wsn_server_t *srv) {
+ * (as Bun and nginx's worker_rlimit_nofile do), not the often-1024 soft one.
+ * A program's choice (wse_native_main makes it), never the library's. */
+uint64_t wse_native_raise_fd_limit(void) {
   struct rlimit rl;
-  if (getrlimit(RLIMIT_NOFILE, &rl) != 0) return;
+  if (getrlimit(RLIMIT_NOFILE, &rl) != 0) return 0;
   if (rl.rlim_cur < rl.rlim_max) {
     struct rlimit want = rl;
     want.rlim_cur = rl.rlim_max == RLIM_INFINITY ? (rlim_t)1 << 20 : rl.rlim_max;
     if (setrlimit(RLIMIT_NOFILE, &want) == 0) rl = want;
   }
-  srv->fd_limit = rl.rlim_cur == RLIM_INFINITY ? 0 : (uint64_t)rl.rlim_cur;
+  return rl.rlim_cur == RLIM_INFINITY ? 0 : (uint64_t)rl.rlim_cur;
+}
+
+void wse_native_ignore_sigpipe(void) {
+}
+
+/* The fd limit in force (whoever set it). */
+static uint64_t fd_limit_now(void) {
+  struct rlimit rl;
+  if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY) return 0;
+  return (uint64_t)rl.rlim_cur;
 }
 
 static uint64_t count_fds(void) {
@@ -430,18 +441,26 @@ static void on_tick(uv_timer_t *tm) {
   maybe_stopped(t);
 }
 
+/* First call: graceful stop; a second one drops every connection. Only
+ * atomics and uv_async_send: safe from any thread and a signal handler. */
+static int request_stop(wsn_server_t *srv) {
+  int already = atomic_exchange(&srv->shutting_down, 1);
+  if (already) atomic_store(&srv->shutting_down, 2);
+  for (int i = 0; i < srv->nthreads; i++) uv_async_send(&srv->threads[i].async);
+  return already;
+}
+
+void wse_server_stop(wse_server_t *srv) {
+  request_stop(srv);
+}
+
 static void on_signal(uv_signal_t *s, int signum) {
   wsn_server_t *srv = s->data;
-  int already = atomic_exchange(&srv->shutting_down, 1);
-  if (already) {
-    wsn_log(WSN_LOG_WARN, "second %s: closing every connection now",
-            signum == SIGINT ? "SIGINT" : "SIGTERM");
-    atomic_store(&srv->shutting_down, 2);
-  } else {
-    wsn_log(WSN_LOG_INFO, "%s: shutting down (closing clients with 1001)",
-            signum == SIGINT ? "SIGINT" : "SIGTERM");
-  }
-  for (int i = 0; i < srv->nthreads; i++) uv_async_send(&srv->threads[i].async);
+  const char *name = signum == SIGINT ? "SIGINT" : "SIGTERM";
+  if (request_stop(srv))
+    wsn_log(WSN_LOG_WARN, "second %s: closing every connection now", name);
+  else
+    wsn_log(WSN_LOG_INFO, "%s: shutting down (closing clients with 1001)", name);
 }
 
 static void on_log_check(uv_check_t *h) {
@@ -617,42 +636,61 @@ static void format_addr(const struct sockaddr_storage *ss, int port, char *out,
 static int fail_early(wsn_server_t *srv) {
   if (srv->app) wse_app_free(srv->app);
   uv_mutex_destroy(&srv->app_lock);
-  free((char *)srv->opts.static_dir);
+  free(srv->static_dir);
   free(srv->threads);
   free(srv);
   return 1;
 }
 
-int wsn_serve(const wsn_opts_t *o) {
-  signal(SIGPIPE, SIG_IGN);
-  wsn_server_t *srv = calloc(1, sizeof *srv);
-  if (!srv) return 1;
-  srv->opts = *o;
+/* The options are copied; strings they point at are copied too, so the
+ * caller's options need not outlive the server. */
+static int own_options(wsn_server_t *srv, const wsn_opts_t *o) {
   wsn_opts_t *so = &srv->opts;
+  *so = *o;
+  if (o->static_dir && !(so->static_dir = srv->static_dir = strdup(o->static_dir)))
+    return -1;
+  if (so->n_origins > WSN_MAX_ORIGINS) so->n_origins = WSN_MAX_ORIGINS;
+  for (size_t i = 0; i < so->n_origins; i++) {
+    snprintf(srv->origins[i], sizeof srv->origins[i], "%s", o->origins[i]);
+    so->origins[i] = srv->origins[i];
+  }
   if (so->n_origins) {
     so->cfg.allowed_origins = so->origins;
     so->cfg.n_allowed_origins = so->n_origins;
   }
+  if (so->threads < 1) so->threads = 1;
+  if (so->threads > WSN_MAX_THREADS) so->threads = WSN_MAX_THREADS;
+  if (!so->program) so->program = "wsedge";
+  return 0;
+}
+
+int wse_server_new(wse_server_t **out, const wse_native_options_t *o,
+                   wse_app_entry_t entry) {
+  *out = NULL;
+  wsn_server_t *srv = calloc(1, sizeof *srv);
+  if (!srv) return 1;
+  uv_mutex_init(&srv->app_lock);
+  if (own_options(srv, o) < 0) return fail_early(srv);
+  wsn_opts_t *so = &srv->opts;
   wsn_log_level = so->log_level;
   srv->alloc.alloc_fn = a_alloc;
   srv->alloc.realloc_fn = a_realloc;
   srv->alloc.free_fn = a_free;
   srv->alloc.ud = NULL;
-  uv_mutex_init(&srv->app_lock);
   int rc = wse_app_new(&srv->app, &srv->alloc, &so->cfg);
   if (rc < 0) {
-    fprintf(stderr, "wsedge: cannot create the app: %s\n", wse_strerror(rc));
+    fprintf(stderr, "%s: cannot create the app: %s\n", so->program, wse_strerror(rc));
     return fail_early(srv);
   }
   wse_app_set_direct_send(srv->app, direct_send, srv);
-  rc = wse_example_register(srv->app);
+  rc = entry ? entry(srv->app) : WSE_EINVAL;
   if (rc < 0) {
-    fprintf(stderr, "wsedge: cannot register the example app: %s\n",
+    fprintf(stderr, "%s: the app's entry point failed: %s\n", so->program,
             wse_strerror(rc));
     return fail_early(srv);
   }
 
-  raise_fd_limit(srv);
+  srv->fd_limit = fd_limit_now();
   struct sockaddr_storage ss;
   socklen_t sl;
   if (resolve(so->listen_host, so->port, &ss, &sl) < 0) return fail_early(srv);
@@ -668,7 +706,7 @@ int wsn_serve(const wsn_opts_t *o) {
   if (port < 0) {
     char a[300];
     format_addr(&ss, so->port, a, sizeof a);
-    fprintf(stderr, "wsedge: cannot listen on %s: %s\n", a, strerror(-port));
+    fprintf(stderr, "%s: cannot listen on %s: %s\n", so->program, a, strerror(-port));
     return fail_early(srv);
   }
   set_port(&ss, port);
@@ -677,11 +715,12 @@ int wsn_serve(const wsn_opts_t *o) {
     if (fds[i] < 0) {
       char a[300];
       format_addr(&ss, port, a, sizeof a);
-      fprintf(stderr, "wsedge: cannot listen on %s: %s\n", a, strerror(-fds[i]));
+      fprintf(stderr, "%s: cannot listen on %s: %s\n", so->program, a, strerror(-fds[i]));
       for (int k = 0; k < i; k++) close(fds[k]);
       return fail_early(srv);
     }
   }
+  srv->addr = ss;
   srv->bound_port = port;
   srv->start_ms = uv_hrtime() / 1000000 - 1000;
   struct timespec ts;
@@ -691,17 +730,29 @@ int wsn_serve(const wsn_opts_t *o) {
     int e = thread_init(srv, &srv->threads[i], i, fds[i]);
     if (e) {
       /* loops half set up: not worth unwinding, the process exits */
-      fprintf(stderr, "wsedge: cannot start thread %d: %s\n", i, uv_strerror(e));
-      return 1;
+      fprintf(stderr, "%s: cannot start thread %d: %s\n", so->program, i, uv_strerror(e));
+      exit(1);
     }
   }
-  wsn_thread_t *t0 = &srv->threads[0];
-  uv_signal_init(&t0->loop, &srv->sigterm);
-  uv_signal_init(&t0->loop, &srv->sigint);
-  srv->sigterm.data = srv->sigint.data = srv;
-  uv_signal_start(&srv->sigterm, on_signal, SIGTERM);
-  uv_signal_start(&srv->sigint, on_signal, SIGINT);
+  if (so->handle_signals) {
+    wsn_thread_t *t0 = &srv->threads[0];
+    uv_signal_init(&t0->loop, &srv->sigterm);
+    uv_signal_init(&t0->loop, &srv->sigint);
+    srv->sigterm.data = srv->sigint.data = srv;
+    uv_signal_start(&srv->sigterm, on_signal, SIGTERM);
+    uv_signal_start(&srv->sigint, on_signal, SIGINT);
+    srv->signals = 1;
+  }
+  *out = srv;
+  return 0;
+}
 
+int wse_server_port(const wse_server_t *srv) {
+  return srv->bound_port;
+}
+
+int wse_server_run(wse_server_t *srv) {
+  wsn_opts_t *so = &srv->opts;
   srv->base_fds = count_fds();
   if (srv->fd_limit && so->max_connections &&
       so->max_connections + srv->base_fds > srv->fd_limit)
@@ -711,12 +762,12 @@ int wsn_serve(const wsn_opts_t *o) {
             (unsigned long long)srv->fd_limit, (unsigned long long)srv->base_fds);
 
   char a[300];
-  format_addr(&ss, port, a, sizeof a);
-  fprintf(stderr, "wsedge listening on http://%s\n", a);
+  format_addr(&srv->addr, srv->bound_port, a, sizeof a);
+  fprintf(stderr, "%s listening on http://%s\n", so->program, a);
   wsn_log(WSN_LOG_INFO, "%d thread%s, fd limit %llu, static %s, max frame %llu, "
           "max message %llu, max write buffer %zu, idle %us, ping %us, session %us",
           srv->nthreads, srv->nthreads == 1 ? "" : "s", (unsigned long long)srv->fd_limit,
-          so->static_dir ? so->static_dir : "(embedded chat page)",
+          so->static_dir ? so->static_dir : so->index_html ? "(embedded page)" : "(none)",
           (unsigned long long)so->cfg.max_frame_size,
           (unsigned long long)so->cfg.max_message_size,
           so->cfg.max_write_buffer_size, so->cfg.idle_timeout_s,
@@ -724,18 +775,25 @@ int wsn_serve(const wsn_opts_t *o) {
 
   for (int i = 1; i < srv->nthreads; i++)
     uv_thread_create(&srv->threads[i].tid, thread_main, &srv->threads[i]);
-  thread_main(t0);
+  thread_main(&srv->threads[0]);
   for (int i = 1; i < srv->nthreads; i++) uv_thread_join(&srv->threads[i].tid);
-
-  for (int i = 0; i < srv->nthreads; i++) thread_free(&srv->threads[i]);
+  srv->ran = 1;
   wsn_log(WSN_LOG_INFO, "stopped after %llu connections",
           (unsigned long long)atomic_load(&srv->total_conns));
+  return 0;
+}
+
+void wse_server_free(wse_server_t *srv) {
+  if (!srv) return;
+  if (!srv->ran) { /* never run: close the handles, let the loops finish */
+    for (int i = 0; i < srv->nthreads; i++) thread_close_handles(&srv->threads[i]);
+  }
+  for (int i = 0; i < srv->nthreads; i++) thread_free(&srv->threads[i]);
   wse_app_free(srv->app);
   uv_mutex_destroy(&srv->app_lock);
-  free((char *)srv->opts.static_dir);
+  free(srv->static_dir);
   free(srv->threads);
   free(srv);
-  return 0;
 }
 
 uint64_t wsn_uptime_s(wsn_thread_t *t) {

@@ -14,31 +14,15 @@
 
 #include "deflate.h"
 #include "wsedge.h"
+#include "wsedge/native.h"
 
-#define WSN_MAX_THREADS 64
+#define WSN_MAX_THREADS WSE_NATIVE_MAX_THREADS
 #define WSN_READ_BUF 65536
-#define WSN_MAX_ORIGINS 32
+#define WSN_MAX_ORIGINS WSE_NATIVE_MAX_ORIGINS
 
-/* ---- options (cli.c) --------------------------------------------------- */
+/* ---- options (cli.c): the public wse_native_options_t ------------------ */
 
-typedef struct wsn_opts {
-  char listen_host[256];       /* as given (numeric or a name) */
-  int port;                    /* 0: pick a free port */
-  int threads;
-  const char *static_dir;      /* NULL: the embedded chat page only */
-  int log_level;
-  uint64_t max_connections;    /* 0: unlimited */
-  uint64_t deflate_max_memory; /* zlib state budget; past it offers are declined (0: none) */
-  uint32_t deflate_idle_s;     /* free a context-takeover compressor unused this long (0: never) */
-  wse_config_t cfg;            /* limits and timeouts for every route */
-  const char *origins[WSN_MAX_ORIGINS];
-  size_t n_origins;
-} wsn_opts_t;
-
-/* Parse argv (after "serve") and the environment. Returns 0, or 2 after
- * printing the reason to stderr, or 1 when --help was printed (exit 0). */
-int wsn_cli_parse(int argc, char **argv, wsn_opts_t *o);
-void wsn_cli_usage(FILE *f);
+typedef wse_native_options_t wsn_opts_t;
 
 /* ---- output buffers ------------------------------------------------------ */
 
@@ -196,15 +180,18 @@ typedef struct wsn_server {
   uint32_t max_handle;          /* 1 + the largest session handle (app_lock) */
   wsn_thread_t *holder;         /* the thread holding app_lock, else NULL */
   uv_signal_t sigterm, sigint;
+  int signals;                  /* sigterm/sigint are initialised */
+  int ran;                      /* wse_server_run has returned */
   struct sockaddr_storage addr;
   int bound_port;
   uint64_t fd_limit;            /* RLIMIT_NOFILE after raising it; 0: unknown */
   uint64_t base_fds;            /* fds open before the first connection */
   uint32_t fd_warned_s;         /* last "near the fd limit" warning (thread 0) */
+  char *static_dir;             /* owned copy of opts.static_dir */
+  char origins[WSN_MAX_ORIGINS][256]; /* owned copies of opts.origins */
 } wsn_server_t;
 
-/* server.c */
-int wsn_serve(const wsn_opts_t *o);
+/* server.c (wse_server_* in wsedge/native.h) */
 void wsn_app_lock(wsn_thread_t *t);
 void wsn_app_unlock(wsn_thread_t *t);
 void wsn_exec_actions(wsn_thread_t *t);
@@ -244,9 +231,5 @@ void wsn_respond_app(wsn_thread_t *t, wsn_conn_t *c, const wse_response_t *r,
                      int head_only);
 void wsn_respond_json_error(wsn_thread_t *t, wsn_conn_t *c, int status,
                             const char *msg, const char *extra_headers);
-
-/* build/gen/chat_page.c */
-extern const unsigned char wsn_chat_page[];
-extern const size_t wsn_chat_page_len;
 
 #endif

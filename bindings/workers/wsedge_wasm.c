@@ -252,6 +252,12 @@ __attribute__((weak)) void *memset(void *d, int c, size_t n) {
   __builtin_memset(d, c, n); /* memory.fill */
   return d;
 }
+__attribute__((weak)) size_t strlen(const char *s) {
+  const volatile char *p = s;
+  size_t n = 0;
+  while (p[n]) n++;
+  return n;
+}
 __attribute__((weak)) int memcmp(const void *a, const void *b, size_t n) {
   const volatile unsigned char *x = a, *y = b;
   for (size_t i = 0; i < n; i++)
@@ -402,7 +408,7 @@ WSX_EXPORT("wsx_new") wsx_t *wsx_new(void) {
     wsx_mfree(x);
     return 0;
   }
-  if (wse_example_register(x->app) < 0) {
+  if (wsedge_app(x->app) < 0) {
     wse_app_free(x->app);
     wsx_mfree(x);
     return 0;

@@ -3,11 +3,11 @@
  * (inputs against a PROT_NONE guard page). */
 #define _DEFAULT_SOURCE /* MAP_ANONYMOUS under -D_POSIX_C_SOURCE */
 #include "test.h"
-#include "../../wasm/src/json.h"
+#include "wsedge.h"
 
 static size_t esc(const char *in, size_t n, char *out, size_t cap) {
-  wse__jw_t w = {out, 0, cap};
-  wse__jw_str(&w, in, n);
+  wse_jw_t w = {out, 0, cap};
+  wse_jw_str(&w, in, n);
   return w.n;
 }
 
@@ -48,12 +48,12 @@ static void test_escape(void) {
   /* overflow: counts, never writes past cap */
   char small[8];
   memset(small, '#', sizeof small);
-  wse__jw_t w = {small, 0, 4};
-  wse__jw_str(&w, "abcdef", 6);
+  wse_jw_t w = {small, 0, 4};
+  wse_jw_str(&w, "abcdef", 6);
   CHECK_EQ(w.n, 8);
   CHECK(w.n > w.cap);
   CHECK(small[4] == '#' && small[7] == '#');
-  wse__jw_lit(&w, "x"); /* stays over */
+  wse_jw_lit(&w, "x"); /* stays over */
   CHECK_EQ(w.n, 9);
 }
 
@@ -62,8 +62,8 @@ static void test_u64(void) {
   const uint64_t v[] = {0, 7, 10, 4096, 1732000000123ull, 18446744073709551615ull};
   const char *s[] = {"0", "7", "10", "4096", "1732000000123", "18446744073709551615"};
   for (int i = 0; i < 6; i++) {
-    wse__jw_t w = {b, 0, sizeof b};
-    wse__jw_u64(&w, v[i]);
+    wse_jw_t w = {b, 0, sizeof b};
+    wse_jw_u64(&w, v[i]);
     CHECK_STR(b, w.n, s[i]);
   }
 }
@@ -73,7 +73,7 @@ static const char *const keys[] = {"text", "to"};
 static int parse(const char *in, wse_str_t *v, char *buf) {
   size_t n = strlen(in);
   guard_t g = guard_copy(in, n);
-  int r = wse__json_fields(g.data, n, keys, 2, v, buf, n);
+  int r = wse_json_fields(g.data, n, keys, 2, v, buf, n);
   guard_free(&g);
   return r;
 }
@@ -121,12 +121,12 @@ static void test_parse(void) {
     }
   CHECK(all);
   /* a trailing NUL byte inside the length is not whitespace */
-  CHECK_EQ(wse__json_fields((const uint8_t *)"{}\0", 3, keys, 2, v, buf, 3), WSE_EINVAL);
+  CHECK_EQ(wse_json_fields((const uint8_t *)"{}\0", 3, keys, 2, v, buf, 3), WSE_EINVAL);
   /* every truncation of a valid object fails cleanly */
   const char *ok = "{\"to\":\"x\\u00e9\",\"text\":\"\\ud83d\\ude00 hi\"}";
   for (size_t k = 0; k < strlen(ok); k++) {
     guard_t g = guard_copy(ok, k);
-    CHECK_EQ(wse__json_fields(g.data, k, keys, 2, v, buf, k), WSE_EINVAL);
+    CHECK_EQ(wse_json_fields(g.data, k, keys, 2, v, buf, k), WSE_EINVAL);
     guard_free(&g);
   }
   CHECK_EQ(parse(ok, v, buf), WSE_OK);

@@ -92,7 +92,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   rd_t r = {data, size, 0};
   uint64_t now = 1;
   memset(&w, 0, sizeof w);
-  if (wse_app_new(&w.app, &fa, NULL) || wse_example_register(w.app)) abort();
+  if (wse_app_new(&w.app, &fa, NULL) || wsedge_app(w.app)) abort();
   while (r.i < r.n) {
     unsigned op = take(&r), k = take(&r);
     const uint8_t *p;
@@ -155,7 +155,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         if (flip & 1) w.att[flip % w.natt][(flip >> 1) % w.att_len[flip % w.natt]] ^= (uint8_t)k;
         for (size_t i = 0; i < w.natt; i++) att[i] = w.att[i];
         wse_app_free(w.app);
-        if (wse_app_new(&w.app, &fa, NULL) || wse_example_register(w.app)) abort();
+        if (wse_app_new(&w.app, &fa, NULL) || wsedge_app(w.app)) abort();
         long got = wse_app_restore(w.app, att, w.att_len, w.natt, hs, now);
         w.nh = 0;
         long ok = 0;

@@ -6,4 +6,5 @@
 #include "wsedge/handshake.h"
 #include "wsedge/frame.h"
 #include "wsedge/app.h"
+#include "wsedge/json.h"
 #endif

@@ -542,10 +542,10 @@ int wse_set_user(wse_ctx_t *c, const void *p, size_t n) {
 static size_t error_body(wse_app_t *a, size_t hn, const char *msg) {
   size_t mn = wse__strlen(msg);
   if (rbuf_reserve(a, hn + 6 * mn + 12)) return 0;
-  wse__jw_t w = {a->rbuf + hn, 0, a->rbuf_cap - hn};
-  wse__jw_lit(&w, "{\"error\":");
-  wse__jw_str(&w, msg, mn);
-  wse__jw_lit(&w, "}");
+  wse_jw_t w = {a->rbuf + hn, 0, a->rbuf_cap - hn};
+  wse_jw_lit(&w, "{\"error\":");
+  wse_jw_str(&w, msg, mn);
+  wse_jw_lit(&w, "}");
   return w.n;
 }
 
@@ -618,6 +618,46 @@ int wse_app_match(wse_app_t *a, wse_str_t target, const wse_config_t **cfg) {
   int i = match_ws(a, target, &prm);
   if (i >= 0 && cfg) *cfg = route_cfg(a, i);
   return i >= 0;
+}
+
+static wse_str_t durable_key(const char *pattern, const char *key,
+                             const wse_params_t *prm) {
+  if (!prm->n) return (wse_str_t){pattern, wse__strlen(pattern)};
+  if (key) {
+    size_t kn = wse__strlen(key);
+    for (size_t i = 0; i < prm->n; i++)
+      if (prm->name[i].n == kn && wse__memeq(prm->name[i].p, key, kn))
+        return prm->value[i];
+  }
+  return prm->value[0];
+}
+
+int wse_app_route_info(wse_app_t *a, wse_str_t target, wse_route_info_t *out) {
+  wse_params_t prm;
+  wse__memset(out, 0, sizeof *out);
+  out->index = -1;
+  int i = match_ws(a, target, &prm);
+  if (i >= 0) {
+    const wse_route_t *r = &a->routes[i].r;
+    out->kind = WSE_ROUTE_WS;
+    out->index = i;
+    out->pattern = r->pattern;
+    out->durable = r->durable;
+    if (r->durable) out->key = durable_key(r->pattern, r->durable_key, &prm);
+    return out->kind;
+  }
+  wse_str_t path = path_of(target);
+  for (size_t k = 0; k < a->n_http; k++) {
+    const wse_http_route_t *r = &a->http[k];
+    if (!match(r->pattern, path, &prm)) continue;
+    out->kind = WSE_ROUTE_HTTP;
+    out->index = (int)k;
+    out->pattern = r->pattern;
+    out->durable = r->durable;
+    if (r->durable) out->key = durable_key(r->pattern, r->durable_key, &prm);
+    return out->kind;
+  }
+  return WSE_ROUTE_NONE;
 }
 
 int wse_app_route(wse_app_t *a, const wse_route_t *r) {
@@ -720,19 +760,19 @@ static int accept_resp(wse_app_t *a, const wse_config_t *cfg,
   char ext[192];
   int en = u->deflate_accepted ? wse_deflate_response(u, ext, sizeof ext) : 0;
   if (rbuf_reserve(a, 160 + pn + sizeof ext)) return WSE_ENOMEM;
-  wse__jw_t w = {a->rbuf, 0, a->rbuf_cap};
-  wse__jw_lit(&w, "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+  wse_jw_t w = {a->rbuf, 0, a->rbuf_cap};
+  wse_jw_lit(&w, "Upgrade: websocket\r\nConnection: Upgrade\r\n"
                   "Sec-WebSocket-Accept: ");
-  wse__jw_raw(&w, u->accept, 28);
+  wse_jw_raw(&w, u->accept, 28);
   if (proto) {
-    wse__jw_lit(&w, "\r\nSec-WebSocket-Protocol: ");
-    wse__jw_raw(&w, proto, pn);
+    wse_jw_lit(&w, "\r\nSec-WebSocket-Protocol: ");
+    wse_jw_raw(&w, proto, pn);
   }
   if (en > 0) {
-    wse__jw_lit(&w, "\r\nSec-WebSocket-Extensions: ");
-    wse__jw_raw(&w, ext, (size_t)en);
+    wse_jw_lit(&w, "\r\nSec-WebSocket-Extensions: ");
+    wse_jw_raw(&w, ext, (size_t)en);
   }
-  wse__jw_lit(&w, "\r\n");
+  wse_jw_lit(&w, "\r\n");
   r->status = 101;
   r->headers = a->rbuf;
   r->headers_len = w.n;
@@ -850,8 +890,8 @@ int wse_app_http(wse_app_t *a, const wse_request_t *req, const uint8_t *body,
   wse_params_t prm;
   wse_str_t path = path_of(req->target);
   char allow[128];
-  wse__jw_t w = {allow, 0, sizeof allow - 3};
-  wse__jw_lit(&w, "Allow: ");
+  wse_jw_t w = {allow, 0, sizeof allow - 3};
+  wse_jw_lit(&w, "Allow: ");
   for (size_t i = 0; i < a->n_http; i++) {
     const wse_http_route_t *r = &a->http[i];
     size_t mn = wse__strlen(r->method);
@@ -868,11 +908,11 @@ int wse_app_http(wse_app_t *a, const wse_request_t *req, const uint8_t *body,
       resp->body_len = c.body_n;
       return c.status;
     }
-    if (w.n > 7) wse__jw_lit(&w, ", ");
-    wse__jw_raw(&w, r->method, mn);
+    if (w.n > 7) wse_jw_lit(&w, ", ");
+    wse_jw_raw(&w, r->method, mn);
   }
   if (w.n > 7) {
-    wse__jw_lit(&w, "\r\n");
+    wse_jw_lit(&w, "\r\n");
     allow[w.n <= w.cap ? w.n : 0] = 0;
     return fail(a, resp, 405, allow, "method not allowed");
   }
@@ -979,21 +1019,21 @@ static const char *reason_phrase(int s) {
 }
 
 long wse_response_write(const wse_response_t *r, char *buf, size_t cap) {
-  wse__jw_t w = {buf, 0, cap};
+  wse_jw_t w = {buf, 0, cap};
   const char *rp = reason_phrase(r->status);
-  wse__jw_lit(&w, "HTTP/1.1 ");
-  wse__jw_u64(&w, (uint64_t)(r->status > 0 ? r->status : 0));
-  wse__jw_lit(&w, " ");
-  wse__jw_raw(&w, rp, wse__strlen(rp));
-  wse__jw_lit(&w, "\r\n");
-  wse__jw_raw(&w, r->headers, r->headers_len);
+  wse_jw_lit(&w, "HTTP/1.1 ");
+  wse_jw_u64(&w, (uint64_t)(r->status > 0 ? r->status : 0));
+  wse_jw_lit(&w, " ");
+  wse_jw_raw(&w, rp, wse__strlen(rp));
+  wse_jw_lit(&w, "\r\n");
+  wse_jw_raw(&w, r->headers, r->headers_len);
   if (r->status != 101) {
-    if (r->body_len) wse__jw_lit(&w, "Content-Type: application/json\r\n");
-    wse__jw_lit(&w, "Content-Length: ");
-    wse__jw_u64(&w, r->body_len);
-    wse__jw_lit(&w, "\r\n");
+    if (r->body_len) wse_jw_lit(&w, "Content-Type: application/json\r\n");
+    wse_jw_lit(&w, "Content-Length: ");
+    wse_jw_u64(&w, r->body_len);
+    wse_jw_lit(&w, "\r\n");
   }
-  wse__jw_lit(&w, "\r\n");
-  wse__jw_raw(&w, r->body, r->body_len);
+  wse_jw_lit(&w, "\r\n");
+  wse_jw_raw(&w, r->body, r->body_len);
   return w.n <= cap ? (long)w.n : WSE_ENOSPC;
 }

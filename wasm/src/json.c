@@ -3,16 +3,16 @@
  * fields clients send ({"text":"...","to":"..."}). */
 #include "json.h"
 
-void wse__jw_raw(wse__jw_t *w, const char *s, size_t n) {
+void wse_jw_raw(wse_jw_t *w, const char *s, size_t n) {
   if (n && w->n <= w->cap && n <= w->cap - w->n) wse__memcpy(w->p + w->n, s, n);
   w->n += n; /* once past cap it stays past: one check at the end */
 }
 
-void wse__jw_str(wse__jw_t *w, const char *s, size_t n) {
+void wse_jw_str(wse_jw_t *w, const char *s, size_t n) {
   static const char hex[] = "0123456789abcdef";
   const uint8_t *p = (const uint8_t *)s;
   size_t start = 0;
-  wse__jw_lit(w, "\"");
+  wse_jw_lit(w, "\"");
   for (size_t i = 0; i < n; i++) {
     uint8_t c = p[i];
     char e[6] = {'\\', (char)c, '0', '0', '0', '0'};
@@ -26,21 +26,25 @@ void wse__jw_str(wse__jw_t *w, const char *s, size_t n) {
       e[1] = 'u', e[2] = '2', e[4] = '2', e[5] = (char)('8' + (p[i + 2] & 1)),
       k = 6, skip = 2;
     else if (c != '"' && c != '\\') continue;
-    wse__jw_raw(w, s + start, i - start);
-    wse__jw_raw(w, e, k);
+    wse_jw_raw(w, s + start, i - start);
+    wse_jw_raw(w, e, k);
     i += skip;
     start = i + 1;
   }
-  wse__jw_raw(w, s + start, n - start);
-  wse__jw_lit(w, "\"");
+  wse_jw_raw(w, s + start, n - start);
+  wse_jw_lit(w, "\"");
 }
 
-void wse__jw_u64(wse__jw_t *w, uint64_t v) {
+void wse_jw_cstr(wse_jw_t *w, const char *s) {
+  wse_jw_raw(w, s, wse__strlen(s));
+}
+
+void wse_jw_u64(wse_jw_t *w, uint64_t v) {
   char t[20];
   size_t i = sizeof t;
   do t[--i] = (char)('0' + v % 10);
   while (v /= 10);
-  wse__jw_raw(w, t + i, sizeof t - i);
+  wse_jw_raw(w, t + i, sizeof t - i);
 }
 
 /* ---- parser ---------------------------------------------------------- */
@@ -126,7 +130,7 @@ static long jstr(jr_t *r, char *out, size_t cap) {
   return -1;
 }
 
-int wse__json_fields(const uint8_t *p, size_t n, const char *const *keys,
+int wse_json_fields(const uint8_t *p, size_t n, const char *const *keys,
                      size_t nkeys, wse_str_t *vals, char *buf, size_t cap) {
   jr_t r = {p, n, 0};
   size_t used = 0;

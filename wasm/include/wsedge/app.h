@@ -96,6 +96,14 @@ typedef struct wse_route {
                    size_t n);
   void (*on_error)(wse_ctx_t *c, int err);
   void *user;
+  /* At the edge: the Durable Object namespace binding (wrangler.toml
+   * `[[durable_objects.bindings]] name`) whose object serves this route,
+   * one object per value of the `durable_key` parameter (NULL: the first
+   * parameter; a pattern without parameters: one object for the route).
+   * NULL: the session lives in the Worker itself. Natively: ignored (one
+   * process holds every room). */
+  const char *durable;
+  const char *durable_key;
 } wse_route_t;
 
 /* A plain HTTP route (server push, stats). Respond with wse_respond(). */
@@ -105,6 +113,8 @@ typedef struct wse_http_route {
   void (*handler)(wse_ctx_t *c, const wse_request_t *req,
                   const wse_params_t *params, const uint8_t *body, size_t n);
   void *user;
+  const char *durable;            /* as wse_route_t: where it runs at the edge */
+  const char *durable_key;
 } wse_http_route_t;
 
 /* ---- handler context operations (each becomes an action) ------------ */
@@ -195,6 +205,21 @@ int wse_app_http_route(wse_app_t *app, const wse_http_route_t *r);
 /* 1 when `target`'s path matches a WebSocket route (sets its config). */
 int wse_app_match(wse_app_t *app, wse_str_t target, const wse_config_t **cfg);
 
+/* Where a request goes, from the app's own route table (the Worker routes
+ * with it: one table, declared once in C). */
+enum { WSE_ROUTE_NONE = 0, WSE_ROUTE_WS = 1, WSE_ROUTE_HTTP = 2 };
+typedef struct wse_route_info {
+  int kind;                /* WSE_ROUTE_*: a WebSocket route wins over HTTP */
+  int index;               /* the route's index in its table, -1 for none */
+  const char *pattern;
+  const char *durable;     /* the route's Durable Object binding, or NULL */
+  wse_str_t key;           /* the object's name (see wse_route_t.durable) */
+} wse_route_info_t;
+/* Fills *out; returns out->kind. An HTTP route matches by path whatever the
+ * method (wse_app_http answers a wrong method with 405). */
+int wse_app_route_info(wse_app_t *app, wse_str_t target,
+                       wse_route_info_t *out);
+
 /* Validate and accept an upgrade: route match (404 JSON), the core's
  * validation (route config), on_upgrade. On success creates the session
  * (id from `entropy`), fills *resp with the 101 and returns its handle
@@ -269,11 +294,18 @@ void wse_app_stats(const wse_app_t *app, wse_app_stats_t *out);
  * stats report wakes and restored sessions over the object's life. */
 void wse_app_stats_seed(wse_app_t *app, uint64_t restores, uint64_t restored);
 
-/* ---- the example application (echo + chat) --------------------------- */
+/* ---- the application's entry point ---------------------------------- */
 
-/* Registers "/ws" (echo), "/chat/:room" (chat), "POST /chat/:room/messages"
- * (server push) and "GET /chat/:room/stats". Linked into both hosts. */
-int wse_example_register(wse_app_t *app);
+/* An app is one function that registers its routes (wse_app_route,
+ * wse_app_http_route) on a fresh app and returns WSE_OK or a negative
+ * error. Hosts are handed this function: the native library takes it as an
+ * argument, the wasm glue calls the app's `wsedge_app`. The same function,
+ * unmodified, serves both targets; it may run more than once per process
+ * (one app per Durable Object instance), so it keeps no state of its own. */
+typedef int (*wse_app_entry_t)(wse_app_t *app);
+
+/* The well-known entry point every wsedge app defines. */
+int wsedge_app(wse_app_t *app);
 
 #ifdef __cplusplus
 }

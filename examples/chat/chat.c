@@ -3,7 +3,7 @@
  * 1..64 bytes of [A-Za-z0-9_.-]; names 1..32 bytes of UTF-8 without control
  * characters (absent: "guest-" + the first 6 characters of the id).
  *
- * Events, exactly these bytes (JSON strings escaped by wse__jw_str):
+ * Events, exactly these bytes (JSON strings escaped by wse_jw_str):
  *   {"type":"join","id":ID,"name":NAME,"count":N}        every member, joiner included
  *   {"type":"message","id":ID,"name":NAME,"text":T,"ts":MS}  every member, sender included
  *   {"type":"direct","id":FROM,"name":NAME,"text":T,"ts":MS} addressee + a copy to the sender
@@ -14,14 +14,21 @@
  * HTTP: POST /chat/:room/messages (same body forms; id and name "server")
  * -> 200 {"delivered":N}; GET /chat/:room/stats -> 200
  * {"room":R,"members":N,"sessions":S,"restored":X,"wakes":W}. */
-#include "example.h"
-#include "../src/json.h"
+#include "wsedge.h"
+
+#include "../echo/echo.h"
 
 #define CHAT_ROOM_MAX 64
 #define CHAT_NAME_MAX 32
 #define CHAT_TEXT_MAX 4096
 
 static const char e_no_session[] = "no such session";
+
+/* No libc at the edge: the wasm glue provides memcpy/memset/memmove/memcmp
+ * and strlen for the compiler's builtins; this compare is all chat needs. */
+static int chat_memeq(const void *a, const void *b, size_t n) {
+  return __builtin_memcmp(a, b, n) == 0;
+}
 
 static int room_ok(wse_str_t r) {
   if (!r.n || r.n > CHAT_ROOM_MAX) return 0;
@@ -49,31 +56,31 @@ static int name_ok(const char *p, long n) {
 
 /* {"type":TYPE,"id":ID,"name":NAME, then "text":T,"ts":NUM} when text is
  * given, else "count":NUM}. In scratch memory; w.n > w.cap on failure. */
-static wse__jw_t event(wse_ctx_t *c, const char *type, const char *id,
+static wse_jw_t event(wse_ctx_t *c, const char *type, const char *id,
                        size_t idn, const char *name, size_t nn,
                        const char *text, size_t tn, uint64_t num) {
   size_t cap = 96 + 6 * (idn + nn + tn);
-  wse__jw_t w = {wse_ctx_alloc(c, cap), 0, cap};
+  wse_jw_t w = {wse_ctx_alloc(c, cap), 0, cap};
   if (!w.p) return w.n = cap + 1, w;
-  wse__jw_lit(&w, "{\"type\":\"");
-  wse__jw_raw(&w, type, wse__strlen(type));
-  wse__jw_lit(&w, "\",\"id\":");
-  wse__jw_str(&w, id, idn);
-  wse__jw_lit(&w, ",\"name\":");
-  wse__jw_str(&w, name, nn);
+  wse_jw_lit(&w, "{\"type\":\"");
+  wse_jw_cstr(&w, type);
+  wse_jw_lit(&w, "\",\"id\":");
+  wse_jw_str(&w, id, idn);
+  wse_jw_lit(&w, ",\"name\":");
+  wse_jw_str(&w, name, nn);
   if (text) {
-    wse__jw_lit(&w, ",\"text\":");
-    wse__jw_str(&w, text, tn);
-    wse__jw_lit(&w, ",\"ts\":");
+    wse_jw_lit(&w, ",\"text\":");
+    wse_jw_str(&w, text, tn);
+    wse_jw_lit(&w, ",\"ts\":");
   } else {
-    wse__jw_lit(&w, ",\"count\":");
+    wse_jw_lit(&w, ",\"count\":");
   }
-  wse__jw_u64(&w, num);
-  wse__jw_lit(&w, "}");
+  wse_jw_u64(&w, num);
+  wse_jw_lit(&w, "}");
   return w;
 }
 
-static wse__jw_t session_event(wse_ctx_t *c, const wse_session_t *s,
+static wse_jw_t session_event(wse_ctx_t *c, const wse_session_t *s,
                                const char *type, const char *text, size_t tn,
                                uint64_t num) {
   char id[WSE_SID_LEN];
@@ -81,7 +88,7 @@ static wse__jw_t session_event(wse_ctx_t *c, const wse_session_t *s,
   return event(c, type, id, sizeof id, s->name, s->name_len, text, tn, num);
 }
 
-static int to_room(wse_ctx_t *c, const char *room, size_t rn, wse__jw_t w,
+static int to_room(wse_ctx_t *c, const char *room, size_t rn, wse_jw_t w,
                    const wse_sid_t *except) {
   if (w.n > w.cap) return WSE_ENOMEM;
   return wse_broadcast(c, room, rn, WSE_OP_TEXT, w.p, w.n, except, !!except);
@@ -89,11 +96,11 @@ static int to_room(wse_ctx_t *c, const char *room, size_t rn, wse__jw_t w,
 
 /* {"error":MSG} ({"type":"error","error":MSG} when typed) on the stack. */
 static size_t error_json(char *buf, size_t cap, int typed, const char *msg) {
-  wse__jw_t w = {buf, 0, cap};
-  if (typed) wse__jw_lit(&w, "{\"type\":\"error\",\"error\":");
-  else wse__jw_lit(&w, "{\"error\":");
-  wse__jw_str(&w, msg, wse__strlen(msg));
-  wse__jw_lit(&w, "}");
+  wse_jw_t w = {buf, 0, cap};
+  if (typed) wse_jw_lit(&w, "{\"type\":\"error\",\"error\":");
+  else wse_jw_lit(&w, "{\"error\":");
+  wse_jw_str(&w, msg, __builtin_strlen(msg));
+  wse_jw_lit(&w, "}");
   return w.n;
 }
 
@@ -110,7 +117,7 @@ static const char *parse(wse_ctx_t *c, const char *room, size_t rn,
   if (n && p[0] == '{') {
     char *buf = n <= 6 * CHAT_TEXT_MAX + 256 ? wse_ctx_alloc(c, n) : NULL;
     if (!buf) return "message too long";
-    if (wse__json_fields(p, n, keys, 2, v, buf, n)) return "invalid message";
+    if (wse_json_fields(p, n, keys, 2, v, buf, n)) return "invalid message";
     if (!v[0].p) return "missing text";
     *text = v[0];
     if (v[1].p) {
@@ -118,7 +125,7 @@ static const char *parse(wse_ctx_t *c, const char *room, size_t rn,
       wse_session_t *t = NULL;
       if (!wse_sid_parse(v[1].p, v[1].n, &id))
         t = wse_app_find(wse_ctx_app(c), &id);
-      if (!t || t->room_len != rn || !wse__memeq(t->room, room, rn))
+      if (!t || t->room_len != rn || !chat_memeq(t->room, room, rn))
         return e_no_session;
       *to = t;
     }
@@ -138,8 +145,8 @@ static int chat_upgrade(wse_ctx_t *c, const wse_request_t *req,
   if (n == -1) {
     char id[WSE_SID_LEN];
     wse_sid_format(&s->id, id);
-    wse__memcpy(name, "guest-", 6);
-    wse__memcpy(name + 6, id, 6);
+    __builtin_memcpy(name, "guest-", 6);
+    __builtin_memcpy(name + 6, id, 6);
     n = 12;
   } else if (!name_ok(name, n)) {
     return wse_reject(c, 400, "invalid name");
@@ -169,7 +176,7 @@ static void chat_message(wse_ctx_t *c, unsigned opcode, const uint8_t *p,
   /* the heartbeat: on Workers the runtime answers it without waking the
    * object (setWebSocketAutoResponse); here the same reply, so a client
    * sees one protocol on both targets */
-  if (n == sizeof chat_ping - 1 && wse__memeq(p, chat_ping, n)) {
+  if (n == sizeof chat_ping - 1 && chat_memeq(p, chat_ping, n)) {
     wse_send(c, WSE_OP_TEXT, chat_pong, sizeof chat_pong - 1);
     return;
   }
@@ -179,7 +186,7 @@ static void chat_message(wse_ctx_t *c, unsigned opcode, const uint8_t *p,
     wse_send(c, WSE_OP_TEXT, buf, error_json(buf, sizeof buf, 1, err));
     return;
   }
-  wse__jw_t w = session_event(c, s, to ? "direct" : "message", text.p,
+  wse_jw_t w = session_event(c, s, to ? "direct" : "message", text.p,
                               text.n, wse_ctx_now(c));
   if (!to) {
     to_room(c, s->room, s->room_len, w, NULL);
@@ -195,7 +202,7 @@ static void chat_close(wse_ctx_t *c, unsigned code, const uint8_t *reason,
   char room[WSE_ROOM_MAX];
   size_t rn = s->room_len, left;
   (void)code, (void)reason, (void)n;
-  wse__memcpy(room, s->room, rn);
+  __builtin_memcpy(room, s->room, rn);
   wse_leave(c);
   if ((left = wse_room_count(c, room, rn)) > 0)
     to_room(c, room, rn, session_event(c, s, "leave", NULL, 0, left), NULL);
@@ -213,7 +220,7 @@ static void chat_push(wse_ctx_t *c, const wse_request_t *req,
   wse_session_t *to = NULL;
   const char *err = "invalid room";
   char buf[40];
-  wse__jw_t out = {buf, 0, sizeof buf};
+  wse_jw_t out = {buf, 0, sizeof buf};
   long delivered;
   (void)req;
   if (room_ok(room))
@@ -223,7 +230,7 @@ static void chat_push(wse_ctx_t *c, const wse_request_t *req,
     http_error(c, err == e_no_session ? 404 : 400, err);
     return;
   }
-  wse__jw_t w = event(c, to ? "direct" : "message", "server", 6, "server", 6,
+  wse_jw_t w = event(c, to ? "direct" : "message", "server", 6, "server", 6,
                       text.p, text.n, wse_ctx_now(c));
   if (w.n > w.cap) delivered = WSE_ENOMEM;
   else if (!to) delivered = to_room(c, room.p, room.n, w, NULL);
@@ -234,9 +241,9 @@ static void chat_push(wse_ctx_t *c, const wse_request_t *req,
     else http_error(c, 500, "internal error");
     return;
   }
-  wse__jw_lit(&out, "{\"delivered\":");
-  wse__jw_u64(&out, (uint64_t)delivered);
-  wse__jw_lit(&out, "}");
+  wse_jw_lit(&out, "{\"delivered\":");
+  wse_jw_u64(&out, (uint64_t)delivered);
+  wse_jw_lit(&out, "}");
   wse_respond(c, 200, buf, out.n);
 }
 
@@ -246,34 +253,38 @@ static void chat_stats(wse_ctx_t *c, const wse_request_t *req,
   wse_str_t room = prm->value[0];
   wse_app_stats_t st;
   char buf[256];
-  wse__jw_t w = {buf, 0, sizeof buf};
+  wse_jw_t w = {buf, 0, sizeof buf};
   (void)req, (void)body, (void)n;
   if (!room_ok(room)) {
     http_error(c, 400, "invalid room");
     return;
   }
   wse_app_stats(wse_ctx_app(c), &st);
-  wse__jw_lit(&w, "{\"room\":");
-  wse__jw_str(&w, room.p, room.n);
-  wse__jw_lit(&w, ",\"members\":");
-  wse__jw_u64(&w, wse_room_count(c, room.p, room.n));
-  wse__jw_lit(&w, ",\"sessions\":");
-  wse__jw_u64(&w, st.sessions);
-  wse__jw_lit(&w, ",\"restored\":");
-  wse__jw_u64(&w, st.restored);
-  wse__jw_lit(&w, ",\"wakes\":");
-  wse__jw_u64(&w, st.restores);
-  wse__jw_lit(&w, "}");
+  wse_jw_lit(&w, "{\"room\":");
+  wse_jw_str(&w, room.p, room.n);
+  wse_jw_lit(&w, ",\"members\":");
+  wse_jw_u64(&w, wse_room_count(c, room.p, room.n));
+  wse_jw_lit(&w, ",\"sessions\":");
+  wse_jw_u64(&w, st.sessions);
+  wse_jw_lit(&w, ",\"restored\":");
+  wse_jw_u64(&w, st.restored);
+  wse_jw_lit(&w, ",\"wakes\":");
+  wse_jw_u64(&w, st.restores);
+  wse_jw_lit(&w, "}");
   wse_respond(c, 200, buf, w.n);
 }
 
 static const char *const chat_protocols[] = {"chat.v1"};
 
-int wse_example_chat(wse_app_t *app) {
+static int chat_routes(wse_app_t *app) {
   wse_config_t cfg = *wse_app_config(app); /* copied by wse_app_route */
   wse_route_t r = {0};
-  wse_http_route_t push = {"POST", "/chat/:room/messages", chat_push, NULL};
-  wse_http_route_t stats = {"GET", "/chat/:room/stats", chat_stats, NULL};
+  /* at the edge every room is one Durable Object of the CHAT_ROOMS
+   * namespace, named by :room; its HTTP routes run in the same object */
+  wse_http_route_t push = {"POST", "/chat/:room/messages", chat_push, NULL,
+                           "CHAT_ROOMS", "room"};
+  wse_http_route_t stats = {"GET", "/chat/:room/stats", chat_stats, NULL,
+                            "CHAT_ROOMS", "room"};
   int rc;
   cfg.subprotocols = chat_protocols; /* offered, not required */
   cfg.n_subprotocols = 1;
@@ -283,6 +294,8 @@ int wse_example_chat(wse_app_t *app) {
   r.on_open = chat_open;
   r.on_message = chat_message;
   r.on_close = chat_close;
+  r.durable = "CHAT_ROOMS";
+  r.durable_key = "room";
   if ((rc = wse_app_route(app, &r)) < 0 ||
       (rc = wse_app_http_route(app, &push)) < 0 ||
       (rc = wse_app_http_route(app, &stats)) < 0)
@@ -290,7 +303,8 @@ int wse_example_chat(wse_app_t *app) {
   return WSE_OK;
 }
 
-int wse_example_register(wse_app_t *app) {
-  int rc = wse_example_echo(app);
-  return rc < 0 ? rc : wse_example_chat(app);
+/* The chat example's app: the chat routes and, beside them, /ws echo. */
+int wsedge_app(wse_app_t *app) {
+  int rc = echo_routes(app);
+  return rc < 0 ? rc : chat_routes(app);
 }

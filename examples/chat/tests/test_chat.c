@@ -11,7 +11,7 @@
 static wse_app_t *chat_app(void) {
   wse_app_t *app = NULL;
   CHECK_EQ(wse_app_new(&app, &t_allocator, NULL), WSE_OK);
-  CHECK_EQ(wse_example_register(app), WSE_OK);
+  CHECK_EQ(wsedge_app(app), WSE_OK);
   return app;
 }
 
