@@ -98,6 +98,30 @@ NATIVE_LIB_SRC := $(filter-out bindings/native/main.c,$(NATIVE_SRC))
 $(B)/wsedge-asan: $(NATIVE_LIB_SRC) $(CORE_SRC) $(EXAMPLE_SRC) $(CHAT_MAIN) $(HDRS) $(B)/gen/chat_page.c
 	$(CC) $(ALL_CFLAGS) -O1 $(SAN) -o $@ $(NATIVE_LIB_SRC) $(CORE_SRC) $(EXAMPLE_SRC) $(CHAT_MAIN) $(B)/gen/chat_page.c $(NATIVE_LIBS)
 
+# ---- example apps, built the way a user's app is ----------------------------
+# examples/<name>: EX_<name> are the app's sources (wsedge_app and what it
+# uses); a main.c of its own, when present, replaces the library's main().
+EXAMPLES   := echo chat cursors
+EX_echo    := examples/echo/echo.c examples/echo/app.c
+EX_chat    := $(EXAMPLE_SRC)
+EX_cursors := $(filter-out examples/cursors/main.c,$(wildcard examples/cursors/*.c))
+
+define example_app
+$(B)/examples/$(1): $$(EX_$(1):%.c=$(B)/obj/%.o) $(wildcard examples/$(1)/main.c) $(B)/libwsedge-native.a $(B)/libwsedge.a $(if $(filter chat,$(1)),$(B)/gen/chat_page.o)
+	@mkdir -p $$(dir $$@)
+	$$(CC) $$(ALL_CFLAGS) -o $$@ $$(EX_$(1):%.c=$(B)/obj/%.o) $(wildcard examples/$(1)/main.c) $(if $(filter chat,$(1)),$(B)/gen/chat_page.o) \
+	  $(B)/libwsedge-native.a $(B)/libwsedge.a $$(NATIVE_LIBS)
+$(B)/examples/$(1).wasm: $$(EX_$(1)) $$(CORE_SRC) $$(GLUE_SRC) $$(HDRS)
+	@mkdir -p $$(dir $$@)
+	$$(WASM_CC) $$(WASM_CFLAGS) $$(WASM_LDFLAGS) -o $$@ $$(CORE_SRC) $$(EX_$(1)) $$(GLUE_SRC)
+	@if command -v wasm-opt >/dev/null; then wasm-opt -Oz --enable-bulk-memory --strip-debug --strip-producers $$@ -o $$@; fi
+	@node tests/tools/check-wasm.mjs $$@ $$(WASM_MAX)
+endef
+$(foreach e,$(EXAMPLES),$(eval $(call example_app,$(e))))
+
+.PHONY: examples
+examples: $(foreach e,$(EXAMPLES),$(if $(EX_$(e)),$(B)/examples/$(e) $(B)/examples/$(e).wasm))
+
 # ---- wasm -----------------------------------------------------------------
 ifdef WASI_SDK_PATH
 WASM_CC := $(WASI_SDK_PATH)/bin/clang
@@ -139,6 +163,8 @@ test: deps
 	$(MAKE) test-native
 	$(MAKE) test-e2e
 	$(MAKE) test-hardening
+	$(MAKE) test-examples
+	$(MAKE) test-install
 	@echo "make test: all suites passed"
 
 $(B)/test/%: tests/c/%.c $(ASAN_CORE) $(HDRS)
@@ -209,6 +235,15 @@ test-e2e: native wasm
 
 test-hardening: native $(B)/wsedge-asan
 	node --test --test-concurrency=1 tests/hardening/
+
+# every example's own tests (examples/<name>/tests/*.test.mjs) on both targets
+.PHONY: test-examples
+test-examples: native wasm examples
+	node --test --test-concurrency=1 $(sort $(wildcard examples/*/tests/*.test.mjs))
+
+# make install / uninstall / test-install (the user's path: install to a
+# temporary prefix, `wsedge new` a project outside the tree, build and test it)
+include bindings/scaffold/install.mk
 
 .PHONY: valgrind soak
 # valgrind 3.19 cannot read clang 14's default DWARF 5: a -gdwarf-4 build for memcheck

@@ -188,14 +188,14 @@ static wse_app_t *probe_app(const wse_allocator_t *al) {
   r.pattern = "/r/:a/x/:b";
   r.config = NULL;
   if (wse_app_route(app, &r) != 2) goto fail;
-  wse_http_route_t h = {"GET", "/items/:id", http_item, "item-user"};
+  wse_http_route_t h = {"GET", "/items/:id", http_item, "item-user", NULL, NULL};
   if (wse_app_http_route(app, &h) < 0) goto fail;
   h.method = "DELETE";
   h.handler = http_delete;
   if (wse_app_http_route(app, &h) < 0) goto fail;
-  wse_http_route_t s = {"POST", "/silent", http_silent, NULL};
+  wse_http_route_t s = {"POST", "/silent", http_silent, NULL, NULL, NULL};
   if (wse_app_http_route(app, &s) < 0) goto fail;
-  wse_http_route_t p = {"POST", "/push/:room", http_push, NULL};
+  wse_http_route_t p = {"POST", "/push/:room", http_push, NULL, NULL, NULL};
   if (wse_app_http_route(app, &p) < 0) goto fail;
   return app;
 fail:
@@ -243,7 +243,7 @@ static void test_routes(void) {
   CHECK_EQ(wse_app_route(app, &r), WSE_EINVAL);
   r.pattern = "nope";
   CHECK_EQ(wse_app_route(app, &r), WSE_EINVAL);
-  wse_http_route_t h = {"GET", "/x", NULL, NULL};
+  wse_http_route_t h = {"GET", "/x", NULL, NULL, NULL, NULL};
   CHECK_EQ(wse_app_http_route(app, &h), WSE_EINVAL);
   drain(app);
   wse_app_free(app);
@@ -410,7 +410,7 @@ static void test_handlers(void) {
   CHECK_STR(d.room, d.room_len, "lobby");
   CHECK_MEM(d.user, d.user_len, "U", 1);
   CHECK(d.joined_at_ms == 100);
-  CHECK_EQ(d.route, 1);
+  CHECK_STR(d.pattern, d.pattern_len, "/p/:room"); /* the route, by name */
   CHECK_EQ(wse_app_open(app, (uint32_t)h, 5), WSE_EINVAL); /* twice */
 
   /* echo and binary: one SEND each, no ATTACH */
@@ -740,7 +740,7 @@ static void test_restore(void) {
     CHECK(k > 0);
     lens[n++] = (size_t)k;
   }
-  CHECK_EQ(lens[3], 43 + WSE_ROOM_MAX + WSE_NAME_MAX + WSE_USERDATA_MAX + 4);
+  CHECK_EQ(lens[3], 43 + WSE_ROOM_MAX + WSE_NAME_MAX + WSE_USERDATA_MAX + 3 /* "/ws" */ + 4);
   /* a corrupt one (bit flip in the name), a duplicate, a foreign one, a bad route */
   att[4] = malloc(lens[1]);
   memcpy(att[4], att[1], lens[1]);
@@ -754,7 +754,8 @@ static void test_restore(void) {
   lens[6] = 15;
   {
     wse_session_t s = *wse_app_session(app, 2);
-    s.route = 9;
+    s.pattern = "/gone/:room"; /* a route this app does not have (any more) */
+    s.pattern_len = 11;
     s.id.b[0] ^= 1;
     att[7] = malloc(WSE_ATTACHMENT_MAX);
     lens[7] = (size_t)wse_attachment_encode(&s, att[7], WSE_ATTACHMENT_MAX);
@@ -769,7 +770,7 @@ static void test_restore(void) {
   CHECK_EQ(hs[1], WSE_ATT_ECHECKSUM);
   CHECK_EQ(hs[5], WSE_EEXIST);
   CHECK_EQ(hs[6], WSE_ATT_EMAGIC);
-  CHECK_EQ(hs[7], WSE_ATT_EFIELD);
+  CHECK_EQ(hs[7], WSE_ATT_EROUTE);
   wse_app_stats_t st;
   wse_app_stats(app, &st);
   CHECK_EQ(st.sessions, 4);
@@ -957,6 +958,8 @@ static void test_alloc_failures(void) {
       s.room[0] = 'q';
       s.user = (uint8_t *)"ud";
       s.user_len = 2;
+      s.pattern = "/p/:room";
+      s.pattern_len = 8;
       len[0] = (size_t)wse_attachment_encode(&s, buf, sizeof buf);
       long r = wse_app_restore(app, att, len, 1, hs, 3);
       if (r == 1 && a >= 0 && b >= 0 && cnt.allocs < k) completed = 1;
@@ -1108,6 +1111,88 @@ static void test_direct_send(void) {
   wse_app_free(app);
 }
 
+
+/* A deploy that reorders or replaces routes: attachments name their route
+ * by pattern, so restored sessions land on their own handlers, and a
+ * session whose route is gone is refused (the host closes it 1011). */
+static void tag_a(wse_ctx_t *c, unsigned op, const uint8_t *p, size_t n) {
+  (void)op, (void)p, (void)n;
+  wse_send(c, WSE_OP_TEXT, "A", 1);
+}
+static void tag_b(wse_ctx_t *c, unsigned op, const uint8_t *p, size_t n) {
+  (void)op, (void)p, (void)n;
+  wse_send(c, WSE_OP_TEXT, "B", 1);
+}
+static void tag_c(wse_ctx_t *c, unsigned op, const uint8_t *p, size_t n) {
+  (void)op, (void)p, (void)n;
+  wse_send(c, WSE_OP_TEXT, "C", 1);
+}
+
+static wse_app_t *tagged_app(const char *order) {
+  wse_app_t *app = NULL;
+  CHECK_EQ(wse_app_new(&app, &t_allocator, NULL), WSE_OK);
+  for (const char *o = order; *o; o++) {
+    wse_route_t r = {0};
+    r.pattern = *o == 'A' ? "/a/:room" : *o == 'B' ? "/b" : "/c/:x";
+    r.on_message = *o == 'A' ? tag_a : *o == 'B' ? tag_b : tag_c;
+    CHECK(wse_app_route(app, &r) >= 0);
+  }
+  return app;
+}
+
+/* The one SEND the session's handler answers with ("A", "B" or "C"). */
+static char answer(wse_app_t *app, int32_t h) {
+  if (h < 0 || ws_text(app, h, "?", 50) != WSE_OK || drain(app) != 1 ||
+      recs[0].type != WSE_ACT_SEND || recs[0].len != 1)
+    return '-';
+  return (char)recs[0].data[0];
+}
+
+static void test_restore_after_deploy(void) {
+  wse_app_t *app = tagged_app("AB");
+  uint8_t *att[2];
+  size_t lens[2];
+  int32_t hs[2];
+  const char *targets[2] = {"/a/lobby", "/b"};
+  for (int i = 0; i < 2; i++) {
+    int32_t h = ws_connect(app, targets[i], (uint8_t)(40 + i), 10);
+    CHECK(h >= 0);
+    CHECK_EQ(drain(app), 1); /* the ATTACH of the open */
+    CHECK_EQ(recs[0].type, WSE_ACT_ATTACH);
+    att[i] = dup_bytes(recs[0].data, recs[0].len);
+    lens[i] = recs[0].len;
+    CHECK_EQ(answer(app, h), i ? 'B' : 'A');
+  }
+  wse_app_free(app);
+
+  /* [B, A]: every session on its own handler */
+  app = tagged_app("BA");
+  CHECK_EQ(wse_app_restore(app, (const uint8_t *const *)att, lens, 2, hs, 20), 2);
+  CHECK_EQ(answer(app, hs[0]), 'A');
+  CHECK_EQ(answer(app, hs[1]), 'B');
+  CHECK_EQ(wse_app_session(app, (uint32_t)hs[0])->route, 1);
+  wse_app_free(app);
+
+  /* [C, A]: B is gone; its session is refused, A's is restored onto A */
+  app = tagged_app("CA");
+  CHECK_EQ(wse_app_restore(app, (const uint8_t *const *)att, lens, 2, hs, 30), 1);
+  CHECK_EQ(answer(app, hs[0]), 'A');
+  CHECK_EQ(hs[1], WSE_ATT_EROUTE);
+  CHECK_STR(wse_strerror(WSE_ATT_EROUTE), strlen(wse_strerror(WSE_ATT_EROUTE)),
+            "attachment names a route the app does not have");
+  wse_app_free(app);
+
+  /* one route per pattern: the pattern is the route's name */
+  app = tagged_app("A");
+  wse_route_t dup = {0};
+  dup.pattern = "/a/:room";
+  CHECK_EQ(wse_app_route(app, &dup), WSE_EEXIST);
+  wse_app_free(app);
+  free(att[0]);
+  free(att[1]);
+  recs_reset();
+}
+
 int main(void) {
   test_routes();
   test_upgrade();
@@ -1117,6 +1202,7 @@ int main(void) {
   test_direct_send();
   test_http();
   test_restore();
+  test_restore_after_deploy();
   test_arena_reuse();
   test_many_sessions();
   test_alloc_failures();

@@ -87,7 +87,9 @@ static void fill_session(wse_session_t *s, size_t room, size_t name, uint8_t *us
                          size_t ul) {
   memset(s, 0, sizeof *s);
   for (int i = 0; i < 16; i++) s->id.b[i] = (uint8_t)(0xA0 + i);
-  s->route = 0x0102;
+  s->route = 0x0102; /* not encoded: the pattern names the route */
+  s->pattern = "/r";
+  s->pattern_len = 2;
   s->room_len = (uint8_t)room;
   for (size_t i = 0; i < room; i++) s->room[i] = (char)('a' + i % 26);
   s->name_len = (uint8_t)name;
@@ -104,12 +106,12 @@ static void test_layout(void) {
   uint8_t user[3], buf[128], ub[WSE_USERDATA_MAX];
   fill_session(&s, 2, 3, user, 3);
   long n = wse_attachment_encode(&s, buf, sizeof buf);
-  CHECK_EQ(n, 43 + 2 + 3 + 3 + 4);
+  CHECK_EQ(n, 43 + 2 + 3 + 3 + 2 + 4);
   static const uint8_t head[] = {
-      'W', 'S', 'E', 1, 0, 0x02, 0x01, 2, 3, 3, 0,
+      'W', 'S', 'E', 2, 0, 2, 0, 2, 3, 3, 0,
       0xA0, 0xA1, 0xA2, 0xA3, 0xA4, 0xA5, 0xA6, 0xA7, 0xA8, 0xA9, 0xAA, 0xAB, 0xAC, 0xAD, 0xAE, 0xAF,
       8, 7, 6, 5, 4, 3, 2, 1, 0x18, 0x17, 0x16, 0x15, 0x14, 0x13, 0x12, 0x11,
-      'a', 'b', 'A', 'B', 'C', 3, 10, 17};
+      'a', 'b', 'A', 'B', 'C', 3, 10, 17, '/', 'r'};
   CHECK_MEM(buf, sizeof head, head, sizeof head);
   uint32_t crc = ref_crc32(buf, (size_t)n - 4);
   uint8_t want[4];
@@ -120,7 +122,13 @@ static void test_layout(void) {
   d.handle = 77;
   CHECK_EQ(decode_guarded(buf, (size_t)n, &d, ub), WSE_OK);
   CHECK(memcmp(d.id.b, s.id.b, 16) == 0);
-  CHECK_EQ(d.route, 0x0102);
+  CHECK_EQ(d.pattern_len, 2);
+  { /* the pattern points into the attachment bytes */
+    wse_session_t e;
+    CHECK_EQ(wse_attachment_decode(buf, (size_t)n, &e, ub), WSE_OK);
+    CHECK(e.pattern == (const char *)buf + 51);
+    CHECK_STR(e.pattern, e.pattern_len, "/r");
+  }
   CHECK_MEM(d.room, d.room_len, "ab", 2);
   CHECK_MEM(d.name, d.name_len, "ABC", 3);
   CHECK(d.joined_at_ms == s.joined_at_ms);
@@ -132,7 +140,7 @@ static void test_layout(void) {
   /* an empty session: no room, no name, no user data */
   fill_session(&s, 0, 0, user, 0);
   n = wse_attachment_encode(&s, buf, sizeof buf);
-  CHECK_EQ(n, 47);
+  CHECK_EQ(n, 47 + 2); /* + the pattern "/r" */
   memset(&d, 0xEE, sizeof d);
   CHECK_EQ(decode_guarded(buf, (size_t)n, &d, ub), WSE_OK);
   CHECK_EQ(d.room_len, 0);
@@ -155,7 +163,12 @@ static void test_layout(void) {
 
 static size_t max_attachment(uint8_t *buf, size_t cap, uint8_t *user) {
   wse_session_t s;
+  static char pattern[WSE_PATTERN_MAX];
   fill_session(&s, WSE_ROOM_MAX, WSE_NAME_MAX, user, WSE_USERDATA_MAX);
+  memset(pattern, 'p', sizeof pattern);
+  pattern[0] = '/';
+  s.pattern = pattern; /* the longest route pattern too */
+  s.pattern_len = WSE_PATTERN_MAX;
   long n = wse_attachment_encode(&s, buf, cap);
   return n < 0 ? 0 : (size_t)n;
 }
@@ -165,7 +178,7 @@ static void test_limits_and_errors(void) {
       ub[WSE_USERDATA_MAX], work[WSE_ATTACHMENT_MAX + 64];
   wse_session_t d, before;
   size_t n = max_attachment(buf, sizeof buf, user);
-  CHECK_EQ(n, 43 + WSE_ROOM_MAX + WSE_NAME_MAX + WSE_USERDATA_MAX + 4);
+  CHECK_EQ(n, 43 + WSE_ROOM_MAX + WSE_NAME_MAX + WSE_USERDATA_MAX + WSE_PATTERN_MAX + 4);
   CHECK(n <= WSE_ATTACHMENT_MAX);
   CHECK_EQ(decode_guarded(buf, n, &d, ub), WSE_OK);
   CHECK_EQ(d.room_len, WSE_ROOM_MAX);
@@ -197,7 +210,7 @@ static void test_limits_and_errors(void) {
     if (memcmp(&d, &before, sizeof d) != 0) untouched = 0;
     if (i < 3) others &= r == WSE_ATT_EMAGIC;
     else if (i == 3) others &= r == WSE_ATT_EVERSION;
-    else if (i >= 7 && i <= 10)
+    else if (i >= 5 && i <= 10) /* pattern, room, name, user lengths */
       others &= r == WSE_ATT_ETRUNC || r == WSE_ATT_EFIELD || r == WSE_ATT_ESIZE;
     else if (r != WSE_ATT_ECHECKSUM) {
       all_crc = 0;
@@ -217,10 +230,12 @@ static void test_limits_and_errors(void) {
   CHECK_EQ(wse_attachment_decode(NULL, 0, &d, ub), WSE_ATT_ETRUNC);
   CHECK_EQ(wse_attachment_decode(NULL, 5, &d, ub), WSE_EINVAL);
 
-  /* versions other than 1, even with a valid checksum */
-  for (int v = 0; v < 256; v += 255) {
+  /* versions other than 2, even with a valid checksum: 1 named the route
+   * by its registration index, which a deploy may have reordered */
+  for (int v = 0; v < 4; v++) {
+    if (v == WSE_ATTACHMENT_VERSION) continue;
     memcpy(work, buf, n);
-    work[3] = (uint8_t)(v == 0 ? 0 : 2);
+    work[3] = (uint8_t)v;
     reseal(work, n);
     CHECK_EQ(decode_guarded(work, n, &d, ub), WSE_ATT_EVERSION);
   }
@@ -236,7 +251,10 @@ static void test_limits_and_errors(void) {
   uint8_t u1[1];
   fill_session(&s, 1, 1, u1, 1);
   long sn = wse_attachment_encode(&s, small, sizeof small);
-  CHECK_EQ(sn, 50);
+  CHECK_EQ(sn, 52);
+  memcpy(work, small, (size_t)sn);
+  work[5] = 0, work[6] = 1; /* a 256-byte pattern */
+  CHECK_EQ(decode_guarded(work, (size_t)sn, &d, ub), WSE_ATT_EFIELD);
   memcpy(work, small, (size_t)sn);
   work[7] = WSE_ROOM_MAX + 1;
   CHECK_EQ(decode_guarded(work, (size_t)sn, &d, ub), WSE_ATT_EFIELD);

@@ -368,7 +368,7 @@ static int queue_close(wse_app_t *a, wse_session_t *s, unsigned code,
 }
 
 static int queue_attach(wse_app_t *a, wse_session_t *s) {
-  size_t n = ATT_FIXED + s->room_len + s->name_len + s->user_len;
+  size_t n = ATT_FIXED + s->room_len + s->name_len + s->user_len + s->pattern_len;
   uint8_t *b = arena(a, n);
   wse_action_t *x = b ? act(a, WSE_ACT_ATTACH, s->handle) : NULL;
   if (!x) return WSE_ENOMEM;
@@ -662,8 +662,14 @@ int wse_app_route_info(wse_app_t *a, wse_str_t target, wse_route_info_t *out) {
 
 int wse_app_route(wse_app_t *a, const wse_route_t *r) {
   if (!a || !r || !r->pattern || r->pattern[0] != '/' ||
-      a->n_routes >= 0xFFFF)
+      wse__strlen(r->pattern) > WSE_PATTERN_MAX || a->n_routes >= 0xFFFF)
     return WSE_EINVAL;
+  /* a pattern names its sessions' route in their attachments: one each */
+  for (size_t i = 0; i < a->n_routes; i++) {
+    const char *q = a->routes[i].r.pattern, *p = r->pattern;
+    while (*q && *q == *p) q++, p++;
+    if (*q == *p) return WSE_EEXIST;
+  }
   route_ent_t *q = grow(a, a->routes, &a->cap_routes, a->n_routes + 1,
                         sizeof *q);
   if (!q) return WSE_ENOMEM;
@@ -811,6 +817,8 @@ int wse_app_upgrade(wse_app_t *a, const wse_request_t *req,
   }
   wse_session_t *s = &a->s[h];
   s->route = (uint16_t)ri;
+  s->pattern = rt->pattern;
+  s->pattern_len = (uint8_t)wse__strlen(rt->pattern);
   s->joined_at_ms = s->last_seen_ms = now_ms;
   ctx_init(&c, a, s, K_UPGRADE, now_ms);
   if (rt->on_upgrade && rt->on_upgrade(&c, req, &prm) != 0) {
@@ -927,6 +935,16 @@ int wse_app_http(wse_app_t *a, const wse_request_t *req, const uint8_t *body,
   return fail(a, resp, 500, NULL, "upgrade request passed to wse_app_http");
 }
 
+/* The route an attachment names, by its pattern (-1: none has it now). */
+static int route_by_pattern(wse_app_t *a, const char *p, size_t n) {
+  for (size_t i = 0; i < a->n_routes; i++) {
+    const char *q = a->routes[i].r.pattern;
+    size_t qn = wse__strlen(q);
+    if (qn == n && wse__memeq(q, p, n)) return (int)i;
+  }
+  return -1;
+}
+
 long wse_app_restore(wse_app_t *a, const uint8_t *const *att,
                      const size_t *lens, size_t n, int32_t *handles,
                      uint64_t now_ms) {
@@ -937,12 +955,15 @@ long wse_app_restore(wse_app_t *a, const uint8_t *const *att,
   a->st.restores++;
   for (size_t i = 0; i < n; i++) {
     int32_t h = wse_attachment_decode(att[i], lens[i], &t, ub);
-    if (h == WSE_OK && t.route >= a->n_routes) h = WSE_ATT_EFIELD;
+    int ri = h == WSE_OK ? route_by_pattern(a, t.pattern, t.pattern_len) : -1;
+    if (h == WSE_OK && ri < 0) h = WSE_ATT_EROUTE;
     if (h == WSE_OK) h = sess_new(a, &t.id);
     if (h >= 0) {
       wse_session_t *s = &a->s[h];
       uint8_t *user = t.user_len ? wse__alloc(&a->a, t.user_len) : NULL;
-      s->route = t.route;
+      s->route = (uint16_t)ri;
+      s->pattern = a->routes[ri].r.pattern;
+      s->pattern_len = t.pattern_len;
       s->room_len = t.room_len;
       s->name_len = t.name_len;
       wse__memcpy(s->room, t.room, t.room_len);

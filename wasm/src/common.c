@@ -22,6 +22,7 @@ const char *wse_strerror(int err) {
   case WSE_ATT_ECHECKSUM: return "attachment checksum mismatch";
   case WSE_ATT_ESIZE: return "attachment too large";
   case WSE_ATT_EFIELD: return "invalid attachment field";
+  case WSE_ATT_EROUTE: return "attachment names a route the app does not have";
   default: return "unknown error";
   }
 }

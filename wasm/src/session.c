@@ -4,11 +4,13 @@
  * truncated, corrupted, foreign or oversized attachment is rejected with a
  * distinct error and never yields a partial session.
  *
- * Layout (version 1, integers little-endian):
- *   0  "WSE"          3  version (1)      4  flags (0)
- *   5  route u16      7  room_len u8      8  name_len u8   9  user_len u16
- *   11 id[16]         27 joined_at u64    35 last_seen u64
- *   43 room, name, user data, then CRC-32 (IEEE) of everything before it. */
+ * Layout (version 2, integers little-endian):
+ *   0  "WSE"          3  version (2)      4  flags (0)
+ *   5  pattern_len u16                    7  room_len u8   8  name_len u8
+ *   9  user_len u16   11 id[16]           27 joined_at u64 35 last_seen u64
+ *   43 room, name, user data, the route's pattern, then CRC-32 (IEEE) of
+ *   everything before it. The route is named by its pattern, never by its
+ *   position in the route table, which a deploy may change. */
 #include "internal.h"
 
 #define ATT_HDR 43
@@ -73,14 +75,15 @@ static uint64_t get_le(const uint8_t *p, int n) {
 long wse_attachment_encode(const wse_session_t *s, uint8_t *buf, size_t cap) {
   if (!s || s->room_len > WSE_ROOM_MAX || s->name_len > WSE_NAME_MAX ||
       s->user_len > WSE_USERDATA_MAX || (s->user_len && !s->user) ||
+      (s->pattern_len && !s->pattern) ||
       !wse_utf8_valid((const uint8_t *)s->room, s->room_len) ||
       !wse_utf8_valid((const uint8_t *)s->name, s->name_len))
     return WSE_EINVAL; /* what the decoder would refuse is never written */
-  size_t n = ATT_HDR + s->room_len + s->name_len + s->user_len + 4;
+  size_t n = ATT_HDR + s->room_len + s->name_len + s->user_len + s->pattern_len + 4;
   if (!buf || cap < n) return WSE_ENOSPC;
   uint8_t *p = buf;
   p[0] = 'W', p[1] = 'S', p[2] = 'E', p[3] = WSE_ATTACHMENT_VERSION, p[4] = 0;
-  put_le(p + 5, s->route, 2);
+  put_le(p + 5, s->pattern_len, 2);
   p[7] = s->room_len;
   p[8] = s->name_len;
   put_le(p + 9, s->user_len, 2);
@@ -93,6 +96,8 @@ long wse_attachment_encode(const wse_session_t *s, uint8_t *buf, size_t cap) {
   wse__memcpy(p, s->name, s->name_len);
   p += s->name_len;
   if (s->user_len) wse__memcpy(p, s->user, s->user_len);
+  p += s->user_len;
+  if (s->pattern_len) wse__memcpy(p, s->pattern, s->pattern_len);
   put_le(buf + n - 4, crc32(buf, n - 4), 4);
   return (long)n;
 }
@@ -106,21 +111,26 @@ int wse_attachment_decode(const uint8_t *p, size_t n, wse_session_t *s,
   if (n < 4) return WSE_ATT_ETRUNC;
   if (p[3] != WSE_ATTACHMENT_VERSION) return WSE_ATT_EVERSION;
   if (n < ATT_HDR) return WSE_ATT_ETRUNC;
-  size_t rl = p[7], nl = p[8], ul = (size_t)get_le(p + 9, 2);
-  if (rl > WSE_ROOM_MAX || nl > WSE_NAME_MAX) return WSE_ATT_EFIELD;
+  size_t pl = (size_t)get_le(p + 5, 2), rl = p[7], nl = p[8],
+         ul = (size_t)get_le(p + 9, 2);
+  if (rl > WSE_ROOM_MAX || nl > WSE_NAME_MAX || pl > WSE_PATTERN_MAX)
+    return WSE_ATT_EFIELD;
   if (ul > WSE_USERDATA_MAX) return WSE_ATT_ESIZE;
-  size_t want = ATT_HDR + rl + nl + ul + 4;
+  size_t want = ATT_HDR + rl + nl + ul + pl + 4;
   if (n < want) return WSE_ATT_ETRUNC;
   if (n > want) return WSE_ATT_EFIELD; /* trailing bytes: lengths disagree */
   if (crc32(p, n - 4) != (uint32_t)get_le(p + n - 4, 4))
     return WSE_ATT_ECHECKSUM;
-  const uint8_t *room = p + ATT_HDR, *name = room + rl, *user = name + nl;
+  const uint8_t *room = p + ATT_HDR, *name = room + rl, *user = name + nl,
+                *pattern = user + ul;
   if (p[4] != 0 || !wse_utf8_valid(room, rl) || !wse_utf8_valid(name, nl))
     return WSE_ATT_EFIELD;
   if (ul && !user_buf) return WSE_EINVAL;
   /* valid: commit */
   wse__memcpy(s->id.b, p + 11, 16);
-  s->route = (uint16_t)get_le(p + 5, 2);
+  s->route = 0xFFFF; /* the app maps the pattern to its own route */
+  s->pattern = (const char *)pattern;
+  s->pattern_len = (uint8_t)pl;
   s->room_len = (uint8_t)rl;
   s->name_len = (uint8_t)nl;
   wse__memcpy(s->room, room, rl);

@@ -40,7 +40,7 @@ int wse_sid_parse(const char *s, size_t n, wse_sid_t *out);
 typedef struct wse_session {
   wse_sid_t id;
   uint32_t handle;          /* slot in the map, stable while the session lives */
-  uint16_t route;           /* index of its route */
+  uint16_t route;           /* index of its route in this app */
   uint8_t room_len;         /* 0 = in no room */
   uint8_t name_len;
   char room[WSE_ROOM_MAX];
@@ -50,6 +50,10 @@ typedef struct wse_session {
   uint8_t *user;            /* user-data blob (allocated by the app) */
   uint16_t user_len;
   uint8_t restored;         /* 1: rebuilt from an attachment */
+  uint8_t pattern_len;
+  const char *pattern;      /* its route's pattern: what the attachment
+                               stores, so a deploy that adds or reorders
+                               routes restores every session onto its own */
   uint8_t wse__flags;       /* internal: open (sits in padding) */
   void *host;               /* the host's pointer for this session */
   /* internal: hash chain and room list links (handles, -1 = none) */
@@ -58,13 +62,16 @@ typedef struct wse_session {
   uint32_t wse__gen;
 } wse_session_t;
 
-/* Attachment codec: magic "WSE" + version, lengths, CRC-32. */
-#define WSE_ATTACHMENT_VERSION 1
+/* Attachment codec: magic "WSE" + version, lengths, CRC-32. Version 2
+ * names the route by its pattern (version 1 stored a registration index,
+ * which a deploy could reorder: such attachments are refused). */
+#define WSE_ATTACHMENT_VERSION 2
+#define WSE_PATTERN_MAX 255   /* bytes of a route pattern */
 /* Encode; returns length (<= WSE_ATTACHMENT_MAX) or a negative error. */
 long wse_attachment_encode(const wse_session_t *s, uint8_t *buf, size_t cap);
 /* Decode into *s (user data copied into user_buf of WSE_USERDATA_MAX bytes,
- * s->user points at it). Returns WSE_OK or a distinct WSE_ATT_E* error; on
- * error *s is untouched. */
+ * s->user points at it; s->pattern points into p). Returns WSE_OK or a
+ * distinct WSE_ATT_E* error; on error *s is untouched. */
 int wse_attachment_decode(const uint8_t *p, size_t n, wse_session_t *s,
                           uint8_t *user_buf);
 

@@ -34,6 +34,7 @@ typedef enum wse_err {
   WSE_ATT_ECHECKSUM = -23, /* checksum mismatch (corrupted) */
   WSE_ATT_ESIZE = -24,     /* over WSE_ATTACHMENT_MAX or a field over its limit */
   WSE_ATT_EFIELD = -25,    /* a field fails validation (bad UTF-8, bad lengths) */
+  WSE_ATT_EROUTE = -26,    /* names a route this app no longer has */
 } wse_err_t;
 
 const char *wse_strerror(int err);
