@@ -191,26 +191,3 @@ wse_str_t wsn_http_path(wse_str_t target) {
   return p;
 }
 
-const char *wsn_http_reason(int status) {
-  switch (status) {
-  case 101: return "Switching Protocols";
-  case 200: return "OK";
-  case 202: return "Accepted";
-  case 204: return "No Content";
-  case 400: return "Bad Request";
-  case 401: return "Unauthorized";
-  case 403: return "Forbidden";
-  case 404: return "Not Found";
-  case 405: return "Method Not Allowed";
-  case 408: return "Request Timeout";
-  case 411: return "Length Required";
-  case 413: return "Content Too Large";
-  case 426: return "Upgrade Required";
-  case 429: return "Too Many Requests";
-  case 431: return "Request Header Fields Too Large";
-  case 500: return "Internal Server Error";
-  case 501: return "Not Implemented";
-  case 503: return "Service Unavailable";
-  default: return "Unknown";
-  }
-}

@@ -44,7 +44,6 @@ void wsn_http_body_info(const wse_request_t *req, wsn_http_body_t *out);
 /* Path part of the target (up to '?' or '#'). */
 wse_str_t wsn_http_path(wse_str_t target);
 
-/* Reason phrase for a status code ("Not Found"). */
-const char *wsn_http_reason(int status);
+/* Reason phrases: wse_http_reason() (the core's one table). */
 
 #endif

@@ -26,7 +26,7 @@ void wsn_respond(wsn_thread_t *t, wsn_conn_t *c, int status,
   char head[1024];
   int hl = snprintf(head, sizeof head,
                     "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n%s%s\r\n",
-                    status, wsn_http_reason(status), ctype, n, common_headers,
+                    status, wse_http_reason(status), ctype, n, common_headers,
                     extra_headers ? extra_headers : "");
   if (hl < 0 || (size_t)hl >= sizeof head ||
       wsn_conn_append(t, c, (const uint8_t *)head, (size_t)hl) < 0 ||

@@ -131,7 +131,21 @@ static void test_realloc(void) {
   CHECK_EQ(freed_size, 2);
 }
 
+/* One reason-phrase table for the core and both hosts. */
+static void test_http_reason(void) {
+  static const struct { int code; const char *text; } want[] = {
+      {101, "Switching Protocols"}, {200, "OK"}, {400, "Bad Request"},
+      {403, "Forbidden"}, {404, "Not Found"}, {405, "Method Not Allowed"},
+      {426, "Upgrade Required"}, {431, "Request Header Fields Too Large"},
+      {502, "Bad Gateway"}, {503, "Service Unavailable"}, {299, "Unknown"},
+      {0, "Unknown"}, {-1, "Unknown"}};
+  for (size_t i = 0; i < sizeof want / sizeof want[0]; i++)
+    CHECK_STR(wse_http_reason(want[i].code), strlen(wse_http_reason(want[i].code)),
+              want[i].text);
+}
+
 int main(void) {
+  test_http_reason();
   test_strerror();
   test_config_default();
   test_close_codes();

@@ -117,7 +117,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     int n = wse_upgrade_response(&cfg, &u, out, sizeof out);
     ASSERT(n > 0 && (size_t)n <= sizeof out);
     (void)wse_is_upgrade_request(&req);
-    (void)wsn_http_reason(u.status);
+    (void)wse_http_reason(u.status);
   }
   free(buf);
   return 0;

@@ -1024,24 +1024,9 @@ long wse_query_param(wse_str_t t, const char *key, char *out, size_t cap) {
   return -1;
 }
 
-static const char *reason_phrase(int s) {
-  static const struct { short code; char text[22]; } t[] = {
-      {101, "Switching Protocols"}, {200, "OK"},
-      {201, "Created"},             {204, "No Content"},
-      {400, "Bad Request"},         {401, "Unauthorized"},
-      {403, "Forbidden"},           {404, "Not Found"},
-      {405, "Method Not Allowed"},  {409, "Conflict"},
-      {413, "Content Too Large"},   {426, "Upgrade Required"},
-      {429, "Too Many Requests"},   {500, "Internal Server Error"},
-      {502, "Bad Gateway"},         {503, "Service Unavailable"}};
-  for (size_t i = 0; i < sizeof t / sizeof t[0]; i++)
-    if (t[i].code == s) return t[i].text;
-  return "Unknown";
-}
-
 long wse_response_write(const wse_response_t *r, char *buf, size_t cap) {
   wse_jw_t w = {buf, 0, cap};
-  const char *rp = reason_phrase(r->status);
+  const char *rp = wse_http_reason(r->status);
   wse_jw_lit(&w, "HTTP/1.1 ");
   wse_jw_u64(&w, (uint64_t)(r->status > 0 ? r->status : 0));
   wse_jw_lit(&w, " ");

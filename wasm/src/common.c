@@ -85,3 +85,21 @@ void *wse__realloc(const wse_allocator_t *a, void *p, size_t old_n, size_t new_n
   }
   return q;
 }
+
+const char *wse_http_reason(int status) {
+  static const struct { short code; char text[32]; } t[] = {
+      {101, "Switching Protocols"}, {200, "OK"},
+      {201, "Created"},             {202, "Accepted"},
+      {204, "No Content"},          {400, "Bad Request"},
+      {401, "Unauthorized"},        {403, "Forbidden"},
+      {404, "Not Found"},           {405, "Method Not Allowed"},
+      {408, "Request Timeout"},     {409, "Conflict"},
+      {411, "Length Required"},     {413, "Content Too Large"},
+      {426, "Upgrade Required"},    {429, "Too Many Requests"},
+      {431, "Request Header Fields Too Large"},
+      {500, "Internal Server Error"}, {501, "Not Implemented"},
+      {502, "Bad Gateway"},         {503, "Service Unavailable"}};
+  for (size_t i = 0; i < sizeof t / sizeof t[0]; i++)
+    if (t[i].code == status) return t[i].text;
+  return "Unknown";
+}

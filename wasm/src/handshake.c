@@ -367,19 +367,6 @@ int wse_json_error(const char *msg, size_t msg_len, char *buf, size_t cap) {
   return w.overflow ? WSE_ENOSPC : (int)w.n;
 }
 
-static const char *reason_phrase(int status) {
-  switch (status) {
-  case 101: return "Switching Protocols";
-  case 400: return "Bad Request";
-  case 403: return "Forbidden";
-  case 404: return "Not Found";
-  case 405: return "Method Not Allowed";
-  case 426: return "Upgrade Required";
-  case 500: return "Internal Server Error";
-  default: return "Error";
-  }
-}
-
 int wse_upgrade_response(const wse_config_t *cfg, const wse_upgrade_t *u,
                          char *buf, size_t cap) {
   wbuf_t w = {buf, 0, cap, 0};
@@ -405,7 +392,7 @@ int wse_upgrade_response(const wse_config_t *cfg, const wse_upgrade_t *u,
     w_str(&w, "\r\n");
     return w.overflow ? WSE_ENOSPC : (int)w.n;
   }
-  const char *msg = u->error ? u->error : reason_phrase(u->status);
+  const char *msg = u->error ? u->error : wse_http_reason(u->status);
   size_t mlen = wse__strlen(msg);
   size_t blen = 12; /* {"error":" + "} around the escaped message */
   for (size_t i = 0; i < mlen; i++) {
@@ -416,7 +403,7 @@ int wse_upgrade_response(const wse_config_t *cfg, const wse_upgrade_t *u,
   w_str(&w, "HTTP/1.1 ");
   w_uint(&w, (unsigned long)status);
   w_str(&w, " ");
-  w_str(&w, reason_phrase(status));
+  w_str(&w, wse_http_reason(status));
   w_str(&w, "\r\nContent-Type: application/json\r\nContent-Length: ");
   w_uint(&w, (unsigned long)blen);
   w_str(&w, "\r\n");

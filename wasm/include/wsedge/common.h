@@ -74,6 +74,10 @@ enum {
   WSE_CLOSE_TIMEOUT = 4000,     /* session lifetime expired (Ohkami) */
 };
 
+/* The reason phrase of an HTTP status ("Not Found"; "Unknown" for codes
+ * without one here): one table for the core, both hosts and their tests. */
+const char *wse_http_reason(int status);
+
 /* 1 when `code` may appear in a Close frame on the wire (RFC 6455 §7.4). */
 int wse_close_code_valid(unsigned code);
 /* Close code a connection must be closed with for a core error. */
