@@ -170,6 +170,10 @@ test: deps
 $(B)/test/%: tests/c/%.c $(ASAN_CORE) $(HDRS)
 	@mkdir -p $(B)/test
 	$(CC) $(ALL_CFLAGS) -O1 $(SAN) -Itests/c -o $@ $< $(ASAN_CORE)
+# test_embed links the native server library (libuv, zlib): the server embedded in a program
+$(B)/test/test_embed: tests/c/test_embed.c $(NATIVE_LIB_SRC) $(ASAN_CORE) $(HDRS)
+	@mkdir -p $(B)/test
+	$(CC) $(ALL_CFLAGS) -O1 $(SAN) -Itests/c -Ibindings/native -o $@ $< $(NATIVE_LIB_SRC) $(ASAN_CORE) $(NATIVE_LIBS)
 # an example's own C tests (examples/<name>/tests/test_*.c)
 define example_test
 $(B)/test/$(notdir $(1:.c=)): $(1) $(ASAN_CORE) $(HDRS)
