@@ -36,7 +36,7 @@ HDRS        := $(wildcard wasm/include/*.h wasm/include/wsedge/*.h wasm/src/*.h 
 CORE_OBJ    := $(CORE_SRC:%.c=$(B)/obj/%.o)
 EXAMPLE_OBJ := $(EXAMPLE_SRC:%.c=$(B)/obj/%.o)
 NATIVE_OBJ  := $(NATIVE_SRC:%.c=$(B)/obj/%.o)
-ASAN_CORE   := $(CORE_SRC:%.c=$(B)/asan/%.o) $(EXAMPLE_SRC:%.c=$(B)/asan/%.o)
+ASAN_CORE   := $(CORE_SRC:%.c=$(B)/asan/%.o)
 TEST_BIN    := $(addprefix $(B)/test/,$(notdir $(TEST_SRC:.c=)))
 FUZZ_BIN    := $(FUZZ_SRC:tests/fuzz/%.c=$(B)/fuzz/%)
 
@@ -174,13 +174,14 @@ $(B)/test/%: tests/c/%.c $(ASAN_CORE) $(HDRS)
 $(B)/test/test_embed: tests/c/test_embed.c $(NATIVE_LIB_SRC) $(ASAN_CORE) $(HDRS)
 	@mkdir -p $(B)/test
 	$(CC) $(ALL_CFLAGS) -O1 $(SAN) -Itests/c -Ibindings/native -o $@ $< $(NATIVE_LIB_SRC) $(ASAN_CORE) $(NATIVE_LIBS)
-# an example's own C tests (examples/<name>/tests/test_*.c)
+# an example's own C tests (examples/<name>/tests/test_*.c): the core and
+# that example's app sources (EX_<name>), nothing else
 define example_test
-$(B)/test/$(notdir $(1:.c=)): $(1) $(ASAN_CORE) $(HDRS)
+$(B)/test/$(notdir $(1:.c=)): $(1) $(ASAN_CORE) $$(EX_$(2):%.c=$(B)/asan/%.o) $(HDRS)
 	@mkdir -p $(B)/test
-	$(CC) $(ALL_CFLAGS) -O1 $(SAN) -Itests/c -o $$@ $$< $(ASAN_CORE)
+	$(CC) $(ALL_CFLAGS) -O1 $(SAN) -Itests/c -o $$@ $$< $(ASAN_CORE) $$(EX_$(2):%.c=$(B)/asan/%.o)
 endef
-$(foreach t,$(wildcard examples/*/tests/test_*.c),$(eval $(call example_test,$(t))))
+$(foreach t,$(wildcard examples/*/tests/test_*.c),$(eval $(call example_test,$(t),$(word 2,$(subst /, ,$(t))))))
 # test_deflate also links the native host's permessage-deflate (zlib)
 $(B)/test/test_deflate: tests/c/test_deflate.c bindings/native/deflate.c $(ASAN_CORE) $(HDRS)
 	@mkdir -p $(B)/test
