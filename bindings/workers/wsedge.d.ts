@@ -1,9 +1,11 @@
 // wsedge.d.ts — types of the Workers shim (bindings/workers/wsedge.js).
-// The shim moves bytes between Workers APIs and the wasm core; routes,
-// validation, sessions and the chat app live in C (wasm/).
+// The shim moves bytes between Workers APIs and the wasm core; routes (and
+// where each runs), validation, sessions and the app live in C.
 
-// Workers globals (Request, WebSocket, DurableObjectState, DurableObjectStub)
-// come from @cloudflare/workers-types or `wrangler types`.
+// Workers globals (Request, Response, WebSocket, DurableObjectState,
+// DurableObjectStub, DurableObjectNamespace) and 'cloudflare:workers' come
+// from @cloudflare/workers-types or `wrangler types`.
+import { DurableObject } from 'cloudflare:workers';
 
 /** Heartbeat text the runtime answers without waking a hibernated room. */
 export declare const AUTO_PING: '{"type":"ping"}';
@@ -16,11 +18,15 @@ export declare const ACT_BROADCAST: 2;
 export declare const ACT_CLOSE: 3;
 export declare const ACT_ATTACH: 4;
 
-/** Use another compiled module (e.g. build/wsedge-emcc.wasm) before first use. */
-export declare function useModule(module: WebAssembly.Module): void;
+/** Heap figures of a module's instance: bytes in use, bytes managed, linear memory. */
+export interface HeapStats {
+  used: number;
+  size: number;
+  memory: number;
+}
 
-/** Heap figures of this isolate's module. */
-export declare function heapStats(): { used: number; size: number; memory: number };
+/** Heap figures of the isolate's default app's module (the first WsedgeApp constructed). */
+export declare function heapStats(): HeapStats;
 
 /** What the core answered, for onFailedUpgrade. */
 export interface FailedUpgrade {
@@ -31,7 +37,74 @@ export interface FailedUpgrade {
   request: Request;
 }
 
+/** Where a request goes, from the app's own route table (wse_app_route_info). */
+export interface RouteInfo {
+  /** A WebSocket route wins over an HTTP route of the same path. */
+  kind: 'websocket' | 'http' | 'none';
+  /** The route's index in its table (WebSocket or HTTP), -1 for none. */
+  index: number;
+  pattern: string | null;
+  /** The Durable Object namespace binding serving the route; null: the Worker. */
+  durable: string | null;
+  /** The object's name (idFromName), a slice of the path as sent; null without `durable`. */
+  key: string | null;
+}
+
+export interface WsedgeAppOptions {
+  /** HTML served for GET/HEAD / (any query) when no route of the app claims "/". */
+  page?: string | ArrayBuffer | ArrayBufferView | ReadableStream;
+  /** Replace (return a Response) or observe (return nothing) each rejection app.fetch answers. */
+  onFailedUpgrade?(failure: FailedUpgrade): Response | void;
+  /**
+   * The rooms' heartbeat pair (setWebSocketAutoResponse) for WsedgeRooms of
+   * this app; default [AUTO_PING, AUTO_PONG]; null: none.
+   */
+  autoResponse?: [string, string] | null;
+}
+
+/**
+ * A wsedge app at the edge: its compiled module (a CompiledWasm import) and
+ * the Worker's fetch handler. Each module is instantiated once per isolate
+ * (apps of one module share its instance); a Worker may hold apps from
+ * several modules. The first app constructed is the isolate's default
+ * (WsedgeRoom, DurableSessions, WebSocketContext.fromRequest, heapStats).
+ *
+ *   import wasm from '../build/app.wasm';
+ *   const app = new WsedgeApp(wasm, { page });
+ *   export class Room extends WsedgeRoom {}
+ *   export default app;
+ */
+export declare class WsedgeApp {
+  constructor(module: WebAssembly.Module, options?: WsedgeAppOptions);
+  readonly module: WebAssembly.Module;
+  /** The module's instance in this isolate (shared by every app of the module). */
+  readonly instance: WebAssembly.Instance;
+  readonly options: WsedgeAppOptions;
+  /**
+   * Routes from the app's table: a route with `durable` goes to
+   * env[durable].get(env[durable].idFromName(key)) — a WebSocket route is
+   * validated in the Worker first, then upgradeDurable (4xx passes, else
+   * 502); an HTTP route is forwarded as it is. A route without `durable`
+   * runs in the Worker (WebSocket accepted here; HTTP answered by the core).
+   * GET/HEAD / is options.page when set. Anything else: the core's 404 JSON.
+   * A binding missing from env: 500 JSON naming it. Bound to the app.
+   */
+  fetch(request: Request, env?: unknown, ctx?: unknown): Response | Promise<Response>;
+  /** Where `request` (or a URL) goes, from the app's table. */
+  route(request: Request | string): RouteInfo;
+  /** WebSocketContext.fromRequest with this app and options.onFailedUpgrade. */
+  validate(request: Request): WebSocketContext;
+  /** The Durable Object stub for route info `r`, or null when env lacks the binding. */
+  stub(env: unknown, r: RouteInfo): DurableObjectStub | null;
+  /** Heap figures of this app's module. */
+  heapStats(): HeapStats;
+  /** A fresh low-level context of this app (call free() when done). */
+  context(): WsedgeContext;
+}
+
 export interface WebSocketContextConfig {
+  /** The app whose core validates (default: the isolate's default app). */
+  app?: WsedgeApp;
   /** Replace (return a Response) or observe (return nothing) a rejection. */
   onFailedUpgrade?(failure: FailedUpgrade): Response | void;
 }
@@ -53,13 +126,13 @@ export declare class WebSocketContext {
   readonly url: URL;
   /**
    * Accept in this Worker: WebSocketPair + standard accept; the session lives
-   * in the isolate's app context and the route's C handlers run for it
+   * in the app's Worker-side context and the route's C handlers run for it
    * (e.g. /ws echo). Returns the 101 (or the app's rejection, e.g. from its
    * on_upgrade hook).
    */
   upgrade(): Response;
   /** upgradeDurable / upgradeDurableWith with this context's request. */
-  upgradeDurable(stub: DurableObjectStub, init?: RequestInit): Promise<Response>;
+  upgradeDurable(stub: DurableObjectStub, init?: RequestInit): Response | Promise<Response>;
 }
 
 /**
@@ -78,9 +151,11 @@ export declare function upgradeDurableWith(
   init?: RequestInit,
 ): Promise<Response>;
 
-/** One app context in wasm memory (the example app: /ws echo, /chat/:room). */
-export declare class WsedgeApp {
-  constructor();
+/** One app context in wasm memory: an app (its routes) with its sessions. */
+export declare class WsedgeContext {
+  private constructor();
+  /** Where origin-form `target` (path and query) goes, from the app's table. */
+  route(target: string): RouteInfo;
   /** Add earlier instances' totals to the restore counters (lifetime stats). */
   seed(restores: number, restored: number): void;
   /** Lifetime restore passes (wakes) and restored sessions. */
@@ -91,23 +166,24 @@ export declare class WsedgeApp {
   sessions(): number;
 }
 
-/** The isolate's Worker-side app context (used by WebSocketContext.upgrade). */
-export declare function workerApp(): WsedgeApp;
-
 export interface DurableSessionsOptions {
+  /** The app whose core serves the object (default: the isolate's default app). */
+  app?: WsedgeApp;
   /**
    * [request, response] texts the runtime answers without waking the object
-   * (setWebSocketAutoResponse). Default [AUTO_PING, AUTO_PONG]; null: none.
+   * (setWebSocketAutoResponse). Default: the app's option, else
+   * [AUTO_PING, AUTO_PONG]; null: none.
    */
   autoResponse?: [string, string] | null;
 }
 
 /**
- * The Durable Object glue (Hibernation API only). Create it in the object's
- * constructor and forward the handlers:
+ * The Durable Object glue (Hibernation API only) WsedgeRoom is built on; a
+ * class that cannot extend WsedgeRoom creates it in its constructor and
+ * forwards the handlers:
  *
  *   export class ChatRoom extends DurableObject {
- *     constructor(ctx, env) { super(ctx, env); this.sessions = new DurableSessions(ctx); }
+ *     constructor(ctx, env) { super(ctx, env); this.sessions = new DurableSessions(ctx, { app }); }
  *     fetch(req) { return this.sessions.fetch(req); }
  *     webSocketMessage(ws, m) { this.sessions.webSocketMessage(ws, m); }
  *     webSocketClose(ws, c, r, clean) { this.sessions.webSocketClose(ws, c, r, clean); }
@@ -122,8 +198,10 @@ export interface DurableSessionsOptions {
  */
 export declare class DurableSessions {
   constructor(state: DurableObjectState, options?: DurableSessionsOptions);
-  /** The room's app context (created on first use, again after a release). */
+  /** The app serving this object. */
   readonly app: WsedgeApp;
+  /** The room's app context (created on first use, again after a release). */
+  readonly context: WsedgeContext;
   /** Upgrades (validated by the core; acceptWebSocket) and the app's HTTP routes. */
   fetch(request: Request): Promise<Response>;
   webSocketMessage(ws: WebSocket, message: string | ArrayBuffer): void;
@@ -151,7 +229,38 @@ export declare class DurableSessions {
 }
 
 /**
- * App contexts of Durable Objects held in this isolate's wasm memory. A
+ * A Durable Object class serving an app's durable routes (Hibernation API):
+ * `export class Room extends WsedgeRoom {}` is complete — bind it in
+ * wrangler.toml under the name the C route's `durable` declares.
+ *
+ *   export class Board extends WsedgeRoom {
+ *     static app = boards;                        // not the isolate's default app
+ *     static options = { autoResponse: null };    // DurableSessions options
+ *     onRequest(request) { ... }                  // paths outside the app's routes
+ *   }
+ */
+export declare class WsedgeRoom<Env = unknown> extends DurableObject<Env> {
+  /** The app this class serves (default: the isolate's default app). */
+  static app?: WsedgeApp;
+  /** DurableSessions options (autoResponse) over the app's. */
+  static options?: Omit<DurableSessionsOptions, 'app'>;
+  constructor(ctx: DurableObjectState, env: Env);
+  /** The hibernation plumbing; sessions.sendTo(id, data) reaches a member. */
+  readonly sessions: DurableSessions;
+  /** Upgrades and HTTP routes by the core; other paths go to onRequest. */
+  fetch(request: Request): Response | Promise<Response>;
+  /**
+   * A request whose path matches none of the app's routes (default: the
+   * core's 404 JSON). Only a class that overrides it pays for the route lookup.
+   */
+  onRequest(request: Request): Response | Promise<Response>;
+  webSocketMessage(ws: WebSocket, message: string | ArrayBuffer): void;
+  webSocketClose(ws: WebSocket, code: number, reason: string, wasClean: boolean): void;
+  webSocketError(ws: WebSocket, error: unknown): void;
+}
+
+/**
+ * App contexts of Durable Objects held in this isolate's wasm memories. A
  * context lives while its room has sessions; one whose object was evicted
  * with members is freed when that object starts again here, or when the
  * runtime collects the old instance (FinalizationRegistry: compatibility

@@ -1,13 +1,19 @@
-// wsedge.js — the thin Workers shim around the wasm core.
+// wsedge.js — the thin Workers shim around a wsedge app compiled to wasm.
 //
 // It knows bytes, sockets and Durable Object APIs; every protocol and room
-// decision (routes, RFC 6455 validation, sessions, chat events, attachment
-// format) is made by the C core in build/wsedge.wasm. The shim:
-//   - instantiates the module once per isolate;
+// decision (routes and where they run, RFC 6455 validation, sessions, the
+// app's events, attachment format) is made by the C core and app in the
+// module. The shim:
+//   - instantiates each module once per isolate (cached per module: a
+//     Worker may hold several apps built from different modules);
+//   - routes a Worker's requests from the app's own table (wsx_route_info):
+//     a route with a Durable Object binding goes to that object, the rest
+//     runs in the Worker;
 //   - packs requests/messages into one growable input buffer per app
 //     context (no per-call allocation on either side);
 //   - executes the actions the core queues (send, broadcast, close, attach);
-//   - bridges WebSocketPair, stub.fetch and the Hibernation API.
+//   - bridges WebSocketPair, stub.fetch and the Hibernation API
+//     (WsedgeRoom / DurableSessions).
 //
 // Wire between JS and wasm (see bindings/workers/wsedge_wasm.c):
 //   result block (u32 words, wsx_result):
@@ -15,6 +21,8 @@
 //     5 action count  6 tape ptr  7 new session handle  8 session id ptr
 //     9 restore handles ptr (i32[n])  10 lifetime restore passes
 //     11 lifetime restored sessions (after wsx_restore / wsx_seed)
+//     12 route index  13/14 pattern ptr/len  15/16 Durable Object binding
+//     ptr/len (0: none)  17/18 key ptr/len (after wsx_route_info)
 //   action tape: 8 u32 words per action —
 //     type (1 send, 2 broadcast, 3 close, 4 attach), target handle,
 //     opcode (1 text, 2 binary), close code, data ptr, data len,
@@ -24,16 +32,19 @@
 //     length, u32 lengths of method, target, name0, value0, ..., the strings
 //     back to back, then the body.
 
-import wasmModule from '../../build/wsedge.wasm';
+import { DurableObject } from 'cloudflare:workers';
 
 const enc = new TextEncoder();
 const dec = new TextDecoder();
 
 const R_STATUS = 0, R_HDRS = 1, R_HDRS_LEN = 2, R_BODY = 3, R_BODY_LEN = 4;
 const R_NACT = 5, R_TAPE = 6, R_HANDLE = 7, R_SID = 8, R_HANDLES = 9, R_RESTORES = 10, R_RESTORED = 11;
+const R_ROUTE_INDEX = 12, R_PATTERN = 13, R_PATTERN_LEN = 14, R_DURABLE = 15, R_DURABLE_LEN = 16, R_KEY = 17, R_KEY_LEN = 18;
 
 export const ACT_SEND = 1, ACT_BROADCAST = 2, ACT_CLOSE = 3, ACT_ATTACH = 4;
 const OP_TEXT = 1, OP_BINARY = 2;
+const ROUTE_WS = 1, ROUTE_HTTP = 2; // WSE_ROUTE_* (wsedge/app.h)
+const NO_ROUTE = Object.freeze({ kind: 'none', index: -1, pattern: null, durable: null, key: null });
 const SID_LEN = 22;
 const WSE_EPROTO = -4;
 const NOT_OPEN = 2; // readyState CLOSING (2) or CLOSED (3)
@@ -48,7 +59,13 @@ const ENV = {
   emscripten_notify_memory_growth() {},
 };
 
-// ---- the module, once per isolate -----------------------------------------
+// What the shim calls; a module without them is not a wsedge app (or one
+// built against an older glue).
+const REQUIRED = ['wsx_new', 'wsx_free', 'wsx_result', 'wsx_input', 'wsx_validate', 'wsx_is_upgrade', 'wsx_upgrade',
+  'wsx_open', 'wsx_message', 'wsx_close', 'wsx_error', 'wsx_http', 'wsx_seed', 'wsx_restore', 'wsx_sid', 'wsx_find',
+  'wsx_send_to', 'wsx_sessions', 'wsx_route_info', 'wsx_heap_used', 'wsx_heap_size'];
+
+// ---- modules: one instance per module per isolate ---------------------------
 
 class Core {
   constructor(module) {
@@ -60,7 +77,10 @@ class Core {
       (imports.env ??= {})[imp.name] = ENV[imp.name];
     }
     const instance = new WebAssembly.Instance(module, imports);
+    this.instance = instance;
     this.x = instance.exports;
+    const missing = REQUIRED.filter((n) => typeof this.x[n] !== 'function');
+    if (missing.length) throw new Error(`wsedge: the wasm module lacks ${missing.join(', ')} (not built with bindings/workers/wsedge_wasm.c?)`);
     this.memory = this.x.memory;
     if (!(this.memory instanceof WebAssembly.Memory)) throw new Error('wsedge: the wasm module exports no memory');
     // emscripten reactors want _initialize; plain wasm-ld modules may have ctors
@@ -68,6 +88,10 @@ class Core {
     else if (typeof this.x.__wasm_call_ctors === 'function') this.x.__wasm_call_ctors();
     this.buf = null;
     this.refresh();
+  }
+
+  heapStats() {
+    return { used: this.x.wsx_heap_used(), size: this.x.wsx_heap_size(), memory: this.memory.buffer.byteLength };
   }
 
   // Views die when memory grows; every call that may allocate is followed by this.
@@ -81,24 +105,35 @@ class Core {
   }
 }
 
-let core = null;
-let moduleOverride = null;
+// WebAssembly.Module -> Core. Every WsedgeApp built from the same module
+// shares its instance (one heap); different modules never share memory.
+const cores = new WeakMap();
 
-/** Use another compiled module (e.g. the Emscripten build) before first use. */
-export function useModule(module) {
-  if (core) throw new Error('wsedge: the module is already instantiated in this isolate');
-  moduleOverride = module;
+function coreFor(module) {
+  if (!(module instanceof WebAssembly.Module)) {
+    throw new TypeError('wsedge: WsedgeApp needs the compiled wasm module (import wasm from "./app.wasm" with a CompiledWasm rule)');
+  }
+  let c = cores.get(module);
+  if (!c) {
+    c = new Core(module);
+    cores.set(module, c);
+  }
+  return c;
 }
 
-function getCore() {
-  if (!core) core = new Core(moduleOverride ?? wasmModule);
-  return core;
+// The first WsedgeApp constructed in this isolate: what WsedgeRoom,
+// DurableSessions, WebSocketContext.fromRequest and heapStats() use when
+// not told otherwise.
+let defaultApp = null;
+
+function theDefault() {
+  if (!defaultApp) throw new Error('wsedge: no WsedgeApp in this isolate yet (construct one: new WsedgeApp(wasm))');
+  return defaultApp;
 }
 
-/** Heap figures of this isolate's module: bytes in use and bytes managed. */
+/** Heap figures of the default app's module: bytes in use, bytes managed, linear memory. */
 export function heapStats() {
-  const c = getCore();
-  return { used: c.x.wsx_heap_used(), size: c.x.wsx_heap_size(), memory: c.memory.buffer.byteLength };
+  return theDefault().heapStats();
 }
 
 // ---- one application context (an app with its sessions) ------------------
@@ -142,11 +177,11 @@ function putString(u8, u32, li, off, s) {
   return off + written;
 }
 
-export class WsedgeApp {
-  constructor() {
+export class WsedgeContext {
+  constructor(core) {
     this.hs = []; // header names and values of the request being packed
-    this.core = getCore();
-    this.ptr = this.core.x.wsx_new();
+    this.core = core;
+    this.ptr = core.x.wsx_new();
     if (!this.ptr) throw new Error('wsedge: out of memory creating an app context');
     this.res = this.core.x.wsx_result(this.ptr) >>> 2;
     this.entropy = new Uint8Array(16);
@@ -258,6 +293,28 @@ export class WsedgeApp {
       if (!RUNTIME_OWNED.has(k.toLowerCase())) (h ??= new Headers()).append(k, v);
     }
     return h;
+  }
+
+  /**
+   * Where `target` (origin-form: path and query) goes, from the app's own
+   * route table: {kind, index, pattern, durable, key}.
+   */
+  route(target) {
+    const n = this.putData(target);
+    const k = this.core.x.wsx_route_info(this.ptr, n);
+    const c = this.core;
+    c.refresh();
+    const w = c.u32, r = this.res;
+    const kind = k === ROUTE_WS ? 'websocket' : k === ROUTE_HTTP ? 'http' : 'none';
+    if (kind === 'none') return NO_ROUTE;
+    const str = (p, n) => (n ? dec.decode(c.u8.subarray(p, p + n)) : null);
+    return {
+      kind,
+      index: w[r + R_ROUTE_INDEX] | 0,
+      pattern: str(w[r + R_PATTERN], w[r + R_PATTERN_LEN]),
+      durable: str(w[r + R_DURABLE], w[r + R_DURABLE_LEN]),
+      key: w[r + R_DURABLE_LEN] ? dec.decode(c.u8.subarray(w[r + R_KEY], w[r + R_KEY] + w[r + R_KEY_LEN])) : null,
+    };
   }
 
   validate(request, href = request.url) {
@@ -416,10 +473,10 @@ function closeSocket(ws, code, reason) {
   }
 }
 
-/** The handle <-> socket table of one app context, and the action executor. */
+/** The handle <-> socket table of one app context (a WsedgeContext), and the action executor. */
 class SocketHost {
-  constructor(app) {
-    this.app = app;
+  constructor(cx) {
+    this.cx = cx;
     this.sockets = [];          // handle -> WebSocket
     this.handles = new Map();   // WebSocket -> handle
     this.ended = [];            // [handle, code] to report to the core after a batch
@@ -473,8 +530,8 @@ class SocketHost {
       const ws = this.unbind(h);
       if (!ws) continue;
       this.detach(ws);
-      this.app.close(h, code, reason);
-      this.app.execute(this);
+      this.cx.close(h, code, reason);
+      this.cx.execute(this);
     }
   }
 
@@ -491,8 +548,8 @@ class SocketHost {
     if (h >= 0) {
       this.unbind(h);
       this.forget(ws);
-      this.app.close(h, code, reason);
-      this.app.execute(this);
+      this.cx.close(h, code, reason);
+      this.cx.execute(this);
     }
     closeSocket(ws, code, reason); // always answer the peer's Close
   }
@@ -500,37 +557,26 @@ class SocketHost {
   message(ws, data) {
     const h = this.handleOf(ws);
     if (h < 0) return;
-    this.app.message(h, data);
-    this.app.execute(this);
+    this.cx.message(h, data);
+    this.cx.execute(this);
   }
 
   failed(ws) {
     const h = this.handleOf(ws);
     if (h < 0) return;
-    this.app.error(h);
-    this.app.execute(this);
+    this.cx.error(h);
+    this.cx.execute(this);
     if (this.sockets[h] === ws) {
       this.unbind(h);
       this.detach(ws);
-      this.app.close(h, 1006, '');
-      this.app.execute(this);
+      this.cx.close(h, 1006, '');
+      this.cx.execute(this);
     }
     closeSocket(ws, 1011, '');
   }
 }
 
 // ---- the Worker side ---------------------------------------------------------
-
-let workerHost = null;
-function getWorkerHost() {
-  if (!workerHost) workerHost = new SocketHost(new WsedgeApp());
-  return workerHost;
-}
-
-/** The isolate's Worker-side app context (stateless routes such as /ws). */
-export function workerApp() {
-  return getWorkerHost().app;
-}
 
 export class WebSocketContext {
   constructor(host, request, response) {
@@ -551,19 +597,20 @@ export class WebSocketContext {
   }
 
   /**
-   * Validate `request` with the core: unknown path -> 404 JSON, a plain
-   * request on a WebSocket route -> 400 JSON, a bad handshake -> the core's
-   * status (400/403/405/426) with its headers and JSON body.
+   * Validate `request` with the core of `config.app` (default: the
+   * isolate's default app): unknown path -> 404 JSON, a plain request on a
+   * WebSocket route -> 400 JSON, a bad handshake -> the core's status
+   * (400/403/405/426) with its headers and JSON body.
    * config.onFailedUpgrade({status, error, headers, request}) may return a
    * Response to use instead (Volo's on_failed_upgrade).
    */
   static fromRequest(request, config = {}) {
-    const host = getWorkerHost();
-    const status = host.app.validate(request, request.url);
+    const host = (config.app ?? theDefault()).worker;
+    const status = host.cx.validate(request, request.url);
     if (status === 101) return new WebSocketContext(host, request, null);
-    let response = host.app.response();
+    let response = host.cx.response();
     if (config.onFailedUpgrade) {
-      const { headers, body } = host.app.result();
+      const { headers, body } = host.cx.result();
       let error = null;
       try { error = JSON.parse(dec.decode(body)).error; } catch { /* not JSON */ }
       const r = config.onFailedUpgrade({ status, error, headers, request });
@@ -574,15 +621,15 @@ export class WebSocketContext {
 
   /**
    * Accept in this Worker (WebSocketPair, standard accept): the session
-   * lives in the isolate's app context and its handlers run in the core.
+   * lives in the app's Worker-side context and its handlers run in the core.
    */
   upgrade() {
     if (!this.ok) return this.response;
-    const { app } = this.host;
-    app.isUpgrade(this.request, this.request.url, null); // packs the request
-    const h = app.upgradePacked();
-    if (h < 0) return app.response();
-    const headers = app.upgradeHeaders();
+    const { cx } = this.host;
+    cx.isUpgrade(this.request, this.request.url, null); // packs the request
+    const h = cx.upgradePacked();
+    if (h < 0) return cx.response();
+    const headers = cx.upgradeHeaders();
     const [client, server] = Object.values(new WebSocketPair());
     // binary as ArrayBuffer on every compatibility date (newer dates default to Blob)
     try { server.binaryType = 'arraybuffer'; } catch { /* older runtimes: always ArrayBuffer */ }
@@ -592,8 +639,8 @@ export class WebSocketContext {
     server.addEventListener('message', (ev) => host.message(server, ev.data));
     server.addEventListener('close', (ev) => host.peerClosed(server, ev.code, ev.reason));
     server.addEventListener('error', () => host.failed(server));
-    app.open(h);
-    app.execute(host);
+    cx.open(h);
+    cx.execute(host);
     return new Response(null, { status: 101, webSocket: client, headers });
   }
 
@@ -634,6 +681,127 @@ export function upgradeDurableWith(stub, request, init = {}) {
   return checkDurable(stub, new Request(request, { ...init, headers }));
 }
 
+const PAGE_HEADERS = { 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-cache' };
+
+/**
+ * A wsedge app at the edge: its compiled module (instantiated once per
+ * isolate and module) and what the Worker does with it. `export default app`
+ * makes it the Worker: app.fetch routes every request from the app's own
+ * table (the routes its wsedge_app() registered, with their Durable Object
+ * bindings).
+ */
+export class WsedgeApp {
+  /**
+   * options: page (HTML for GET/HEAD / when no route claims it),
+   * onFailedUpgrade (see WebSocketContext.fromRequest), autoResponse (the
+   * rooms' heartbeat pair, see DurableSessions).
+   */
+  constructor(module, options = {}) {
+    this.core = coreFor(module);
+    this.module = module;
+    this.options = { ...options };
+    this._worker = null;
+    // a method the runtime (or a caller) may take off the object
+    this.fetch = this.fetch.bind(this);
+    defaultApp ??= this;
+  }
+
+  /** The module's instance (shared by every app of this module in the isolate). */
+  get instance() {
+    return this.core.instance;
+  }
+
+  /** The Worker-side context: sessions accepted in the Worker (routes without `durable`). */
+  get worker() {
+    return (this._worker ??= new SocketHost(new WsedgeContext(this.core)));
+  }
+
+  /** A fresh low-level context of this app (free() it when done). */
+  context() {
+    return new WsedgeContext(this.core);
+  }
+
+  /** Heap figures of this app's module. */
+  heapStats() {
+    return this.core.heapStats();
+  }
+
+  /**
+   * Where a request (or URL string) goes, from the app's table: {kind:
+   * 'websocket'|'http'|'none', index, pattern, durable (binding name or
+   * null), key (the object's name or null)}.
+   */
+  route(request) {
+    const href = typeof request === 'string' ? request : request.url;
+    return this.worker.cx.route(urlParts(href).target);
+  }
+
+  /**
+   * The Worker's fetch handler: a route with `durable` goes to
+   * env[durable].get(env[durable].idFromName(key)) — a WebSocket route
+   * validated here first, then upgradeDurable; an HTTP route forwarded as
+   * it is. A WebSocket route without `durable` is accepted in this Worker;
+   * an HTTP route without it is answered by the core here. GET/HEAD / is
+   * `options.page` when set and no route claims it. Anything else: the
+   * core's 404 JSON.
+   */
+  fetch(request, env) {
+    const host = this.worker;
+    const { target } = urlParts(request.url);
+    const r = host.cx.route(target);
+    if (r.kind === 'none') {
+      const { page } = this.options;
+      if (page != null && isRoot(target) && (request.method === 'GET' || request.method === 'HEAD')) {
+        return new Response(request.method === 'HEAD' ? null : page, { headers: PAGE_HEADERS });
+      }
+      return this.validate(request).response; // the core's 404 (onFailedUpgrade may replace it)
+    }
+    if (r.kind === 'http') {
+      if (!r.durable) return this.http(request);
+      const stub = this.stub(env, r);
+      return stub ? stub.fetch(request) : missingBinding(r);
+    }
+    const ws = this.validate(request);
+    if (!ws.ok) return ws.response;
+    if (!r.durable) return ws.upgrade();
+    const stub = this.stub(env, r);
+    return stub ? upgradeDurable(stub, request) : missingBinding(r);
+  }
+
+  /** WebSocketContext.fromRequest with this app and its onFailedUpgrade. */
+  validate(request) {
+    return WebSocketContext.fromRequest(request, { app: this, onFailedUpgrade: this.options.onFailedUpgrade });
+  }
+
+  /** The Durable Object stub of route info `r` (null: env lacks the binding). */
+  stub(env, r) {
+    const ns = env && env[r.durable];
+    if (!ns || typeof ns.idFromName !== 'function') return null;
+    return ns.get(ns.idFromName(r.key));
+  }
+
+  // An HTTP route that runs in the Worker: the core answers (an upgrade
+  // request there gets the core's upgrade answer: no WebSocket route, 404).
+  async http(request) {
+    const body = request.method === 'GET' || request.method === 'HEAD' ? null : new Uint8Array(await request.arrayBuffer());
+    const host = this.worker, { cx } = host;
+    if (cx.isUpgrade(request, request.url, body)) return this.validate(request).response;
+    cx.httpPacked();
+    const res = cx.response();
+    cx.execute(host);
+    return res;
+  }
+}
+
+// A route names a binding the Worker's env does not have (wrangler.toml).
+function missingBinding(r) {
+  return jsonResponse(500, { error: `no Durable Object binding ${r.durable} in env (wrangler.toml)` });
+}
+
+function isRoot(target) {
+  return target === '/' || target.startsWith('/?');
+}
+
 // ---- the Durable Object side -----------------------------------------------
 
 // One app context per Durable Object id in this isolate, and only while the
@@ -649,7 +817,7 @@ const durableApps = new Map();
 const reclaim = typeof FinalizationRegistry === 'function'
   ? new FinalizationRegistry(({ key, host }) => {
     if (durableApps.get(key) === host) durableApps.delete(key);
-    host.app.free();
+    host.cx.free();
   })
   : null;
 
@@ -659,8 +827,8 @@ export function durableContexts() {
 }
 
 class DurableHost extends SocketHost {
-  constructor(state, gone) {
-    super(new WsedgeApp());
+  constructor(core, state, gone) {
+    super(new WsedgeContext(core));
     this.state = state;
     this.gone = gone; // sockets whose session ended (outlives the context)
   }
@@ -728,26 +896,33 @@ function attachmentOf(ws) {
 }
 
 /**
- * The Durable Object glue: construct it in the object's constructor and
- * forward fetch / webSocketMessage / webSocketClose / webSocketError.
- * Hibernation API only. On the first event after a wake the SessionMap is
- * rebuilt once from getWebSockets() + deserializeAttachment() and cached in
- * wasm memory.
+ * The Durable Object glue (WsedgeRoom is built on it): construct it in the
+ * object's constructor and forward fetch / webSocketMessage /
+ * webSocketClose / webSocketError. Hibernation API only. On the first event
+ * after a wake the SessionMap is rebuilt once from getWebSockets() +
+ * deserializeAttachment() and cached in wasm memory.
+ * options: app (a WsedgeApp; default: the isolate's default app),
+ * autoResponse ([request, response] texts; default the app's option, else
+ * [AUTO_PING, AUTO_PONG]; null: none).
  */
 export class DurableSessions {
   constructor(state, options = {}) {
+    this.app = options.app ?? theDefault();
+    this.core = this.app.core;
     this.state = state;
     this.key = String(state.id);
     const prev = durableApps.get(this.key);
     if (prev) {
       durableApps.delete(this.key);
-      prev.app.free();
+      prev.cx.free();
     }
     this.gone = new WeakSet();
     this.saved = null; // lifetime counters kept while no context exists
     this._host = null;
     this.restored = false;
-    const auto = options.autoResponse === undefined ? [AUTO_PING, AUTO_PONG] : options.autoResponse;
+    let auto = options.autoResponse;
+    if (auto === undefined) auto = this.app.options.autoResponse;
+    if (auto === undefined) auto = [AUTO_PING, AUTO_PONG];
     if (auto) state.setWebSocketAutoResponse(new WebSocketRequestResponsePair(auto[0], auto[1]));
     this.counters = counterStore(state);
     if (this.counters?.async) {
@@ -757,10 +932,10 @@ export class DurableSessions {
     }
   }
 
-  /** The room's app context, created on first use (again after a release). */
+  /** The room's socket table and app context, created on first use (again after a release). */
   get host() {
     if (!this._host) {
-      const host = new DurableHost(this.state, this.gone);
+      const host = new DurableHost(this.core, this.state, this.gone);
       this._host = host;
       durableApps.set(this.key, host);
       reclaim?.register(this, { key: this.key, host }, host);
@@ -769,31 +944,32 @@ export class DurableSessions {
     return this._host;
   }
 
-  get app() {
-    return this.host.app;
+  /** The room's app context (a WsedgeContext). */
+  get context() {
+    return this.host.cx;
   }
 
   seed(v) {
-    if (Array.isArray(v) && v.length === 2) this.app.seed(Number(v[0]) || 0, Number(v[1]) || 0);
+    if (Array.isArray(v) && v.length === 2) this.context.seed(Number(v[0]) || 0, Number(v[1]) || 0);
   }
 
   /** After an event: a room without sessions gives its context back. */
   release() {
     const host = this._host;
-    if (!host || host.ended.length || host.app.sessions() !== 0) return;
-    const { wakes, restored } = host.app.counters();
+    if (!host || host.ended.length || host.cx.sessions() !== 0) return;
+    const { wakes, restored } = host.cx.counters();
     this.saved = [wakes, restored];
     reclaim?.unregister(host);
     if (durableApps.get(this.key) === host) durableApps.delete(this.key);
-    host.app.free();
+    host.cx.free();
     this._host = null;
   }
 
   /** Restore `sockets` in one pass; sameWake: a later pass of a counted wake. */
   restoreSockets(sockets, atts, sameWake) {
-    const { handles } = this.app.restore(atts, sameWake);
+    const { handles } = this.context.restore(atts, sameWake);
     if (this.counters) {
-      const { wakes, restored } = this.app.counters();
+      const { wakes, restored } = this.context.counters();
       try { this.counters.put([wakes, restored]); } catch { /* storage refused: stats stay per instance */ }
     }
     handles.forEach((h, i) => {
@@ -803,7 +979,7 @@ export class DurableSessions {
         closeSocket(sockets[i], 1011, 'session state could not be restored');
       }
     });
-    this.app.execute(this.host);
+    this.context.execute(this.host);
   }
 
   /**
@@ -845,27 +1021,28 @@ export class DurableSessions {
   async fetch(request) {
     this.restore();
     const body = request.method === 'GET' || request.method === 'HEAD' ? null : new Uint8Array(await request.arrayBuffer());
-    const { app, host } = this;
-    if (!app.isUpgrade(request, request.url, body)) {
-      app.httpPacked();
-      const res = app.response();
-      app.execute(host);
+    const { host } = this;
+    const { cx } = host;
+    if (!cx.isUpgrade(request, request.url, body)) {
+      cx.httpPacked();
+      const res = cx.response();
+      cx.execute(host);
       this.release();
       return res;
     }
-    const h = app.upgradePacked();
+    const h = cx.upgradePacked();
     if (h < 0) {
-      const res = app.response();
+      const res = cx.response();
       this.release();
       return res;
     }
-    const headers = app.upgradeHeaders();
-    const sid = app.lastSessionId();
+    const headers = cx.upgradeHeaders();
+    const sid = cx.lastSessionId();
     const [client, server] = Object.values(new WebSocketPair());
     this.state.acceptWebSocket(server, sid ? [sid] : []);
     host.bind(h, server);
-    app.open(h);
-    app.execute(host);
+    cx.open(h);
+    cx.execute(host);
     this.release(); // an on_open that closed at once
     return new Response(null, { status: 101, webSocket: client, headers });
   }
@@ -891,9 +1068,58 @@ export class DurableSessions {
   /** Send to one session by id from anywhere in the object (Rwf's Comms). */
   sendTo(sid, data) {
     this.restore();
-    const r = this.app.sendTo(sid, data);
-    this.app.execute(this.host);
+    const cx = this.context;
+    const r = cx.sendTo(sid, data);
+    cx.execute(this.host);
     this.release();
     return r;
+  }
+}
+
+// ---- the Durable Object class -----------------------------------------------
+
+/**
+ * A Durable Object class serving a wsedge app's durable routes on the
+ * Hibernation API: `export class Room extends WsedgeRoom {}` is a complete
+ * room (bind it in wrangler.toml under the name the C route declares).
+ * `static app` picks a WsedgeApp other than the isolate's default;
+ * `static options` are DurableSessions options (autoResponse). Hooks:
+ * onRequest(request) answers requests whose path is in none of the app's
+ * routes (default: the core's 404 JSON); alarm() is the user's.
+ * this.sessions.sendTo(sessionId, data) reaches a member from anywhere.
+ */
+export class WsedgeRoom extends DurableObject {
+  constructor(ctx, env) {
+    super(ctx, env);
+    const cls = this.constructor;
+    const app = cls.app ?? theDefault();
+    if (!(app instanceof WsedgeApp)) throw new TypeError(`wsedge: ${cls.name}.app is not a WsedgeApp`);
+    this.sessions = new DurableSessions(ctx, { ...cls.options, app });
+  }
+
+  fetch(request) {
+    // Only a subclass that overrides onRequest pays for the route lookup:
+    // the default answer is the core's, which fetch gives anyway.
+    if (this.onRequest !== WsedgeRoom.prototype.onRequest && this.sessions.app.route(request).kind === 'none') {
+      return this.onRequest(request);
+    }
+    return this.sessions.fetch(request);
+  }
+
+  /** A request the app's routes do not match (default: the core's 404 JSON). */
+  onRequest(request) {
+    return this.sessions.fetch(request);
+  }
+
+  webSocketMessage(ws, message) {
+    this.sessions.webSocketMessage(ws, message);
+  }
+
+  webSocketClose(ws, code, reason, wasClean) {
+    this.sessions.webSocketClose(ws, code, reason, wasClean);
+  }
+
+  webSocketError(ws, error) {
+    this.sessions.webSocketError(ws, error);
   }
 }

@@ -278,7 +278,11 @@ enum {
   R_HANDLES,       /* restore: pointer to i32[n] */
   R_RESTORES,      /* restore/seed: lifetime restore passes (saturated u32) */
   R_RESTORED,      /* restore/seed: lifetime restored sessions */
-  R_NWORDS = 16
+  R_ROUTE_INDEX,   /* route info: the route's index in its table, -1 */
+  R_PATTERN, R_PATTERN_LEN, /* route info: its pattern */
+  R_DURABLE, R_DURABLE_LEN, /* route info: its Durable Object binding */
+  R_KEY, R_KEY_LEN, /* route info: the object's name (in the input) */
+  R_NWORDS = 20
 };
 
 #define TAPE_WORDS 8
@@ -603,6 +607,25 @@ int wsx_restore(wsx_t *x, size_t n, double now, int same_wake) {
   x->res[R_HANDLES] = (uint32_t)(uintptr_t)x->handles;
   flush(x);
   return (int)r;
+}
+
+/* Where the target in the input buffer [0, n) goes, from the app's own
+ * table (the Worker routes with it): returns WSE_ROUTE_NONE/WS/HTTP, or -1
+ * on bad input. Result: R_ROUTE_INDEX, the pattern, the route's Durable
+ * Object binding (length 0: none) and the key naming the object (a slice of
+ * the input: read it before the next call that writes there). */
+WSX_EXPORT("wsx_route_info") int wsx_route_info(wsx_t *x, size_t n) {
+  wse_route_info_t ri;
+  if (n > x->in_cap) return -1;
+  int k = wse_app_route_info(x->app, (wse_str_t){(const char *)x->in, n}, &ri);
+  x->res[R_ROUTE_INDEX] = (uint32_t)ri.index;
+  x->res[R_PATTERN] = (uint32_t)(uintptr_t)ri.pattern;
+  x->res[R_PATTERN_LEN] = ri.pattern ? (uint32_t)strlen(ri.pattern) : 0;
+  x->res[R_DURABLE] = (uint32_t)(uintptr_t)ri.durable;
+  x->res[R_DURABLE_LEN] = ri.durable ? (uint32_t)strlen(ri.durable) : 0;
+  x->res[R_KEY] = (uint32_t)(uintptr_t)ri.key.p;
+  x->res[R_KEY_LEN] = ri.durable ? (uint32_t)ri.key.n : 0;
+  return k;
 }
 
 /* Pointer to the session id (WSE_SID_LEN chars) of handle h, or 0. */
