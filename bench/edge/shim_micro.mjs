@@ -12,11 +12,13 @@ import { fileURLToPath } from "node:url";
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
 const members = Number(process.argv[2] || 20);
 const wasm = path.resolve(root, process.argv[3] || "build/wsedge.wasm");
+// the shim imports DurableObject from 'cloudflare:workers': give Node a stand-in
 const src = fs.readFileSync(path.join(root, "bindings/workers/wsedge.js"), "utf8").replace(
-  "import wasmModule from '../../build/wsedge.wasm';",
-  `import fs from 'node:fs'; const wasmModule = new WebAssembly.Module(fs.readFileSync(${JSON.stringify(wasm)}));`);
+  "import { DurableObject } from 'cloudflare:workers';",
+  "class DurableObject { constructor(ctx, env) { this.ctx = ctx; this.env = env; } }");
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "wsedge-shim-"));
 fs.writeFileSync(path.join(tmp, "wsedge.mjs"), src);
+const wasmModule = new WebAssembly.Module(fs.readFileSync(wasm));
 
 class MockWS {
   constructor() { this.readyState = 1; this.att = null; }
@@ -31,7 +33,8 @@ globalThis.WebSocketPair = class { constructor() { this[0] = new MockWS(); this[
 globalThis.WebSocketRequestResponsePair = class {};
 globalThis.Response = class { constructor(body, init = {}) { this.status = init.status; this.webSocket = init.webSocket; } };
 
-const { WebSocketContext, DurableSessions } = await import(path.join(tmp, "wsedge.mjs"));
+const { WsedgeApp, WebSocketContext, DurableSessions } = await import(path.join(tmp, "wsedge.mjs"));
+const app = new WsedgeApp(wasmModule); // the isolate's default app
 fs.rmSync(tmp, { recursive: true, force: true });
 
 const sockets = [];
