@@ -60,6 +60,22 @@ export interface WsedgeAppOptions {
    * this app; default [AUTO_PING, AUTO_PONG]; null: none.
    */
   autoResponse?: [string, string] | null;
+  /**
+   * The app's defaults at the edge (what the native server takes from its
+   * flags); the Worker's wrangler vars WSEDGE_MAX_MESSAGE_SIZE,
+   * WSEDGE_WEBSOCKET_TIMEOUT and WSEDGE_ALLOW_ORIGINS win over them. An
+   * invalid value throws, naming its source.
+   */
+  config?: EdgeSettings;
+}
+
+export interface EdgeSettings {
+  /** Bytes (number, or "64k"/"16m"/"1g"): a larger message closes with 1009 before it reaches the core. */
+  maxMessageSize?: number | string;
+  /** Seconds of a session's lifetime, then close 4000 "timeout" (0: none; default 3600). */
+  sessionTimeout?: number | string;
+  /** Allowed Origin values ("*" or scheme://host[:port]); default: same host or none. */
+  allowOrigins?: string[] | string;
 }
 
 /**
@@ -80,6 +96,10 @@ export declare class WsedgeApp {
   /** The module's instance in this isolate (shared by every app of the module). */
   readonly instance: WebAssembly.Instance;
   readonly options: WsedgeAppOptions;
+  /** The settings in force: options.config with the env's WSEDGE_* vars over it. */
+  readonly settings: { maxMessageSize?: number; sessionTimeout?: number; allowOrigins?: string[] };
+  /** Take env's WSEDGE_* vars (fetch and WsedgeRoom call it); contexts made afterwards use them. */
+  useEnv(env: unknown): void;
   /**
    * Routes from the app's table: a route with `durable` goes to
    * env[durable].get(env[durable].idFromName(key)) — a WebSocket route is
@@ -257,6 +277,12 @@ export declare class WsedgeRoom<Env = unknown> extends DurableObject<Env> {
   webSocketMessage(ws: WebSocket, message: string | ArrayBuffer): void;
   webSocketClose(ws: WebSocket, code: number, reason: string, wasClean: boolean): void;
   webSocketError(ws: WebSocket, error: unknown): void;
+  /**
+   * The object's alarm: sessions past their lifetime are closed with 4000
+   * "timeout" and the next lifetime end is armed. A subclass with alarms of
+   * its own calls super.alarm() from its alarm().
+   */
+  alarm(): void | Promise<void>;
 }
 
 /**

@@ -40,6 +40,54 @@ const dec = new TextDecoder();
 const R_STATUS = 0, R_HDRS = 1, R_HDRS_LEN = 2, R_BODY = 3, R_BODY_LEN = 4;
 const R_NACT = 5, R_TAPE = 6, R_HANDLE = 7, R_SID = 8, R_HANDLES = 9, R_RESTORES = 10, R_RESTORED = 11;
 const R_ROUTE_INDEX = 12, R_PATTERN = 13, R_PATTERN_LEN = 14, R_DURABLE = 15, R_DURABLE_LEN = 16, R_KEY = 17, R_KEY_LEN = 18;
+const R_NEXT_LO = 20, R_NEXT_HI = 21;
+
+// ---- settings the edge takes from the Worker's code and its wrangler vars ----
+//
+// The same variables (and value syntax) as the native server's environment;
+// a var wins over `options.config` in code, as a native flag wins over the
+// defaults. What each wse_config_t field means at the edge: README
+// ("Limits and timeouts on both targets").
+const SETTING_VARS = {
+  maxMessageSize: 'WSEDGE_MAX_MESSAGE_SIZE',   // bytes (k/m/g suffix): larger message -> 1009
+  sessionTimeout: 'WSEDGE_WEBSOCKET_TIMEOUT',  // seconds: lifetime, then 4000 "timeout" (0: none)
+  allowOrigins: 'WSEDGE_ALLOW_ORIGINS',        // comma-separated origins, or "*"
+};
+
+function settingError(name, v, why) {
+  return new Error(`wsedge: invalid ${name} '${v}': ${why}`);
+}
+
+function parseSetting(key, v, name) {
+  const str = String(v).trim();
+  if (key === 'allowOrigins') {
+    const list = Array.isArray(v) ? v.map(String) : str.split(',').map((o) => o.trim()).filter(Boolean);
+    if (list.length > 32) throw settingError(name, v, 'too many origins (max 32)');
+    for (const o of list) {
+      if (o !== '*' && !/^https?:\/\/[^\s,/]+$/.test(o)) throw settingError(name, o, 'expected "*" or scheme://host[:port]');
+    }
+    return list;
+  }
+  const m = /^(\d+)([kmg])?$/i.exec(str);
+  if (!m || (m[2] && key !== 'maxMessageSize')) {
+    throw settingError(name, v, key === 'maxMessageSize' ? 'expected a byte count (e.g. 65536, 64k, 16m)' : 'expected whole seconds');
+  }
+  const n = Number(m[1]) * (m[2] ? 1024 ** ' kmg'.indexOf(m[2].toLowerCase()) : 1);
+  if (key === 'maxMessageSize' && (n < 1 || n > 2 ** 30)) throw settingError(name, v, 'must be 1..1g');
+  if (key === 'sessionTimeout' && n > 2000000) throw settingError(name, v, 'must be 0..2000000');
+  return n;
+}
+
+/** The app's settings: options.config, then the env's WSEDGE_* vars over it. */
+function settingsFrom(config = {}, env) {
+  const out = {};
+  for (const [key, name] of Object.entries(SETTING_VARS)) {
+    if (config[key] !== undefined) out[key] = parseSetting(key, config[key], `config.${key}`);
+    const v = env && typeof env[name] === 'string' ? env[name] : undefined;
+    if (v !== undefined && v !== '') out[key] = parseSetting(key, v, name);
+  }
+  return out;
+}
 
 export const ACT_SEND = 1, ACT_BROADCAST = 2, ACT_CLOSE = 3, ACT_ATTACH = 4;
 const OP_TEXT = 1, OP_BINARY = 2;
@@ -63,7 +111,8 @@ const ENV = {
 // built against an older glue).
 const REQUIRED = ['wsx_new', 'wsx_free', 'wsx_result', 'wsx_input', 'wsx_validate', 'wsx_is_upgrade', 'wsx_upgrade',
   'wsx_open', 'wsx_message', 'wsx_close', 'wsx_error', 'wsx_http', 'wsx_seed', 'wsx_restore', 'wsx_sid', 'wsx_find',
-  'wsx_send_to', 'wsx_sessions', 'wsx_route_info', 'wsx_heap_used', 'wsx_heap_size'];
+  'wsx_send_to', 'wsx_sessions', 'wsx_route_info', 'wsx_heap_used', 'wsx_heap_size', 'wsx_start', 'wsx_expire',
+  'wsx_max_message', 'wsx_session_end'];
 
 // ---- modules: one instance per module per isolate ---------------------------
 
@@ -178,13 +227,38 @@ function putString(u8, u32, li, off, s) {
 }
 
 export class WsedgeContext {
-  constructor(core) {
+  /** settings: { maxMessageSize, sessionTimeout, allowOrigins } (see settingsFrom). */
+  constructor(core, settings = {}) {
     this.hs = []; // header names and values of the request being packed
     this.core = core;
     this.ptr = core.x.wsx_new();
     if (!this.ptr) throw new Error('wsedge: out of memory creating an app context');
     this.res = this.core.x.wsx_result(this.ptr) >>> 2;
     this.entropy = new Uint8Array(16);
+    const origins = settings.allowOrigins ?? [];
+    const n = origins.length ? this.putData(origins.join('\0') + '\0') : 0;
+    const rc = core.x.wsx_start(this.ptr, settings.maxMessageSize ?? 0, settings.sessionTimeout ?? -1, n);
+    if (rc < 0) {
+      core.x.wsx_free(this.ptr);
+      this.ptr = 0;
+      throw new Error(`wsedge: the app's entry point wsedge_app() failed (error ${rc})`);
+    }
+  }
+
+  /** The largest message session h's route accepts (bytes). */
+  maxMessage(h) {
+    return this.core.x.wsx_max_message(this.ptr, h);
+  }
+
+  /** When session h's lifetime ends (ms since the epoch; 0: never). */
+  sessionEnd(h) {
+    return this.core.x.wsx_session_end(this.ptr, h);
+  }
+
+  /** Queue 4000 "timeout" for sessions past their lifetime; returns the next end (ms, 0: none). */
+  expire() {
+    this.core.x.wsx_expire(this.ptr, Date.now());
+    return this.word(R_NEXT_LO) + this.word(R_NEXT_HI) * 2 ** 32;
   }
 
   /** Release the context and every session in it. */
@@ -480,11 +554,40 @@ class SocketHost {
     this.sockets = [];          // handle -> WebSocket
     this.handles = new Map();   // WebSocket -> handle
     this.ended = [];            // [handle, code] to report to the core after a batch
+    this.limits = [];           // handle -> the route's max_message_size
+    this.expireAt = 0;          // when expiry is scheduled (ms), 0: not
   }
 
   bind(h, ws) {
     this.sockets[h] = ws;
     this.handles.set(ws, h);
+    this.limits[h] = this.cx.maxMessage(h);
+  }
+
+  // A session's lifetime end is scheduled when it is earlier than what is
+  // (schedule: a timer in the Worker, the object's alarm in a room).
+  watch(h) {
+    const end = this.cx.sessionEnd(h);
+    if (end > 0 && (!this.expireAt || end < this.expireAt)) {
+      this.expireAt = end;
+      this.schedule(end);
+    }
+  }
+
+  // Due: sessions past their lifetime get 4000 "timeout"; re-arm for the next.
+  expire() {
+    this.expireAt = 0;
+    const next = this.cx.expire();
+    this.cx.execute(this);
+    if (next) {
+      this.expireAt = next;
+      this.schedule(next);
+    }
+  }
+
+  schedule(at) {
+    clearTimeout(this.timer);
+    this.timer = setTimeout(() => this.expire(), Math.max(0, at - Date.now()));
   }
 
   unbind(h) {
@@ -557,6 +660,17 @@ class SocketHost {
   message(ws, data) {
     const h = this.handleOf(ws);
     if (h < 0) return;
+    // the route's max_message_size, decided before the bytes enter wasm
+    // (UTF-16 length <= UTF-8 length <= 3 x it: most strings need no count)
+    const lim = this.limits[h];
+    const n = typeof data === 'string'
+      ? (data.length > lim ? Infinity : data.length * 3 > lim ? enc.encode(data).length : 0)
+      : data.byteLength;
+    if (n > lim) {
+      this.close(h, 1009, 'frame or message too big'); // the native server's words (wse_strerror)
+      this.settle();
+      return;
+    }
     this.cx.message(h, data);
     this.cx.execute(this);
   }
@@ -641,6 +755,7 @@ export class WebSocketContext {
     server.addEventListener('error', () => host.failed(server));
     cx.open(h);
     cx.execute(host);
+    if (host.sockets[h] === server) host.watch(h);
     return new Response(null, { status: 101, webSocket: client, headers });
   }
 
@@ -700,6 +815,8 @@ export class WsedgeApp {
     this.core = coreFor(module);
     this.module = module;
     this.options = { ...options };
+    this.settings = settingsFrom(this.options.config);
+    this._env = null;
     this._worker = null;
     // a method the runtime (or a caller) may take off the object
     this.fetch = this.fetch.bind(this);
@@ -713,12 +830,27 @@ export class WsedgeApp {
 
   /** The Worker-side context: sessions accepted in the Worker (routes without `durable`). */
   get worker() {
-    return (this._worker ??= new SocketHost(new WsedgeContext(this.core)));
+    return (this._worker ??= new SocketHost(new WsedgeContext(this.core, this.settings)));
+  }
+
+  /**
+   * Take the Worker's (or object's) env into the settings: its WSEDGE_*
+   * vars over options.config. Called by fetch and WsedgeRoom; contexts made
+   * afterwards use them (an idle Worker-side context is remade).
+   */
+  useEnv(env) {
+    if (!env || this._env === env) return;
+    this._env = env;
+    this.settings = settingsFrom(this.options.config, env);
+    if (this._worker && this._worker.cx.sessions() === 0) {
+      this._worker.cx.free();
+      this._worker = null;
+    }
   }
 
   /** A fresh low-level context of this app (free() it when done). */
   context() {
-    return new WsedgeContext(this.core);
+    return new WsedgeContext(this.core, this.settings);
   }
 
   /** Heap figures of this app's module. */
@@ -746,6 +878,7 @@ export class WsedgeApp {
    * core's 404 JSON.
    */
   fetch(request, env) {
+    this.useEnv(env);
     const host = this.worker;
     const { target } = urlParts(request.url);
     const r = host.cx.route(target);
@@ -826,11 +959,25 @@ export function durableContexts() {
   return durableApps.size;
 }
 
+const ALARM_KEY = 'wsedge:alarm';
+
 class DurableHost extends SocketHost {
-  constructor(core, state, gone) {
-    super(new WsedgeContext(core));
+  constructor(core, state, gone, settings) {
+    super(new WsedgeContext(core, settings));
     this.state = state;
     this.gone = gone; // sockets whose session ended (outlives the context)
+    // the alarm this object has set (kept beside it: a wake knows it at once)
+    const kv = state.storage?.kv;
+    try { this.expireAt = Number(kv?.get(ALARM_KEY)) || 0; } catch { this.expireAt = 0; }
+  }
+
+  // Session lifetimes at the edge: the object's alarm (it wakes a
+  // hibernated room by itself); WsedgeRoom.alarm() runs expire().
+  schedule(at) {
+    const st = this.state.storage;
+    if (!st || typeof st.setAlarm !== 'function') return;
+    st.setAlarm(at);
+    try { st.kv?.put(ALARM_KEY, at); } catch { /* no sync KV: re-derived on wakes */ }
   }
 
   attach(h, bytes) {
@@ -935,7 +1082,7 @@ export class DurableSessions {
   /** The room's socket table and app context, created on first use (again after a release). */
   get host() {
     if (!this._host) {
-      const host = new DurableHost(this.core, this.state, this.gone);
+      const host = new DurableHost(this.core, this.state, this.gone, this.app.settings);
       this._host = host;
       durableApps.set(this.key, host);
       reclaim?.register(this, { key: this.key, host }, host);
@@ -973,8 +1120,10 @@ export class DurableSessions {
       try { this.counters.put([wakes, restored]); } catch { /* storage refused: stats stay per instance */ }
     }
     handles.forEach((h, i) => {
-      if (h >= 0) this.host.bind(h, sockets[i]);
-      else {
+      if (h >= 0) {
+        this.host.bind(h, sockets[i]);
+        this.host.watch(h); // a no-op unless it ends before the alarm set
+      } else {
         this.gone.add(sockets[i]);
         closeSocket(sockets[i], 1011, 'session state could not be restored');
       }
@@ -1043,6 +1192,7 @@ export class DurableSessions {
     host.bind(h, server);
     cx.open(h);
     cx.execute(host);
+    if (host.sockets[h] === server) host.watch(h);
     this.release(); // an on_open that closed at once
     return new Response(null, { status: 101, webSocket: client, headers });
   }
@@ -1062,6 +1212,15 @@ export class DurableSessions {
   webSocketError(ws) {
     this.restore(ws);
     this.host.failed(ws);
+    this.release();
+  }
+
+  /** The object's alarm: sessions past their lifetime are closed (4000), the next one armed. */
+  alarm() {
+    this.restore();
+    const host = this.host;
+    try { this.state.storage?.kv?.delete(ALARM_KEY); } catch { /* no sync KV */ }
+    host.expire();
     this.release();
   }
 
@@ -1094,7 +1253,16 @@ export class WsedgeRoom extends DurableObject {
     const cls = this.constructor;
     const app = cls.app ?? theDefault();
     if (!(app instanceof WsedgeApp)) throw new TypeError(`wsedge: ${cls.name}.app is not a WsedgeApp`);
+    app.useEnv(env);
     this.sessions = new DurableSessions(ctx, { ...cls.options, app });
+  }
+
+  /**
+   * The object's alarm: session lifetimes (close 4000 "timeout"). A
+   * subclass with alarms of its own calls super.alarm() from its alarm().
+   */
+  alarm() {
+    this.sessions.alarm();
   }
 
   fetch(request) {

@@ -282,7 +282,8 @@ enum {
   R_PATTERN, R_PATTERN_LEN, /* route info: its pattern */
   R_DURABLE, R_DURABLE_LEN, /* route info: its Durable Object binding */
   R_KEY, R_KEY_LEN, /* route info: the object's name (in the input) */
-  R_NWORDS = 20
+  R_NEXT_LO, R_NEXT_HI, /* expire: the next lifetime end (ms), 0 = none */
+  R_NWORDS = 22
 };
 
 #define TAPE_WORDS 8
@@ -305,6 +306,8 @@ typedef struct wsx {
   wse_response_t resp;
   uint32_t res[R_NWORDS];
   char sid[WSE_SID_LEN];
+  char *origins;            /* the configured Origin list's strings */
+  const char *origin_ptrs[32];
 } wsx_t;
 
 static uint32_t rd32(const uint8_t *p) {
@@ -399,6 +402,9 @@ static int unpack(wsx_t *x, size_t n, wse_request_t *req, const uint8_t **body,
   return 0;
 }
 
+/* A context in two steps, so the host's settings (wrangler vars) become the
+ * app's defaults before its entry point derives route configs from them:
+ * wsx_new, then wsx_start with them. */
 WSX_EXPORT("wsx_new") wsx_t *wsx_new(void) {
   wsx_t *x = wsx_malloc(sizeof *x);
   if (!x) return 0;
@@ -408,21 +414,74 @@ WSX_EXPORT("wsx_new") wsx_t *wsx_new(void) {
   x->alloc.free_fn = wsx_a_free;
   wse_config_default(&x->cfg);
   x->cfg.deflate = 0; /* workerd owns the frame layer at the edge */
-  if (wse_app_new(&x->app, &x->alloc, &x->cfg) < 0) {
-    wsx_mfree(x);
-    return 0;
-  }
-  if (wsedge_app(x->app) < 0) {
-    wse_app_free(x->app);
-    wsx_mfree(x);
-    return 0;
-  }
   return x;
 }
 
+/* Create the app and run its entry point. max_message (0: the default)
+ * and session_timeout_s (< 0: the default) are the app's defaults; the
+ * input's first n bytes are the allowed Origins, each NUL-terminated (the
+ * shim has validated them; copied, as they must outlive the app). Returns
+ * 0, or a negative error (the entry point's own). */
+WSX_EXPORT("wsx_start")
+int wsx_start(wsx_t *x, double max_message, double session_timeout_s, size_t n) {
+  int rc;
+  size_t k = 0;
+  if (x->app || n > 8192) return WSE_EINVAL;
+  if (max_message >= 1) {
+    x->cfg.max_message_size = (uint64_t)max_message;
+    if (x->cfg.max_frame_size > x->cfg.max_message_size)
+      x->cfg.max_frame_size = x->cfg.max_message_size;
+  }
+  if (session_timeout_s >= 0) x->cfg.session_timeout_s = (uint32_t)session_timeout_s;
+  if (n) {
+    if (!(x->origins = wsx_malloc(n))) return WSE_ENOMEM;
+    __builtin_memcpy(x->origins, x->in, n);
+    for (size_t i = 0; i < n && k < 32; i++)
+      if (i == 0 || !x->origins[i - 1]) x->origin_ptrs[k++] = x->origins + i;
+    x->origins[n - 1] = 0;
+    x->cfg.allowed_origins = x->origin_ptrs;
+    x->cfg.n_allowed_origins = k;
+  }
+  if ((rc = wse_app_new(&x->app, &x->alloc, &x->cfg)) < 0) return rc;
+  if ((rc = wsedge_app(x->app)) < 0) {
+    wse_app_free(x->app);
+    x->app = 0;
+  }
+  return rc < 0 ? rc : 0;
+}
+
+/* A session's route limits: the largest message it accepts (the shim
+ * closes with 1009 before a bigger one reaches the core) and when its
+ * lifetime ends (ms; 0: no limit). -1 for no such session. */
+WSX_EXPORT("wsx_max_message") double wsx_max_message(wsx_t *x, uint32_t h) {
+  wse_session_t *s = wse_app_session(x->app, h);
+  return s ? (double)wse_app_route_config(x->app, s->route)->max_message_size : -1;
+}
+
+WSX_EXPORT("wsx_session_end") double wsx_session_end(wsx_t *x, uint32_t h) {
+  wse_session_t *s = wse_app_session(x->app, h);
+  if (!s) return -1;
+  uint32_t life = wse_app_route_config(x->app, s->route)->session_timeout_s;
+  return life ? (double)(s->joined_at_ms + (uint64_t)life * 1000) : 0;
+}
+
+/* Close sessions past their lifetime (CLOSE actions on the tape); the next
+ * lifetime end goes to R_NEXT_LO/HI. Returns how many were closed. */
+WSX_EXPORT("wsx_expire") int wsx_expire(wsx_t *x, double now) {
+  uint64_t next = 0;
+  begin(x);
+  long n = wse_app_expire(x->app, ms(now), &next);
+  x->res[R_NEXT_LO] = (uint32_t)next;
+  x->res[R_NEXT_HI] = (uint32_t)(next >> 32);
+  flush(x);
+  return (int)n;
+}
+
+
 WSX_EXPORT("wsx_free") void wsx_free(wsx_t *x) {
   if (!x) return;
-  wse_app_free(x->app);
+  if (x->app) wse_app_free(x->app);
+  wsx_mfree(x->origins);
   wsx_mfree(x->in);
   wsx_mfree(x->hdrs);
   wsx_mfree(x->tape);

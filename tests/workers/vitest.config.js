@@ -36,12 +36,12 @@ export default defineConfig({
       {
         extends: true,
         plugins: [cloudflareTest({ wrangler: { configPath: './wrangler.toml' }, miniflare: { bindings } })],
-        test: { name: 'main', include: ['tests/workers/*.test.js'], exclude: ['tests/workers/multi.test.js'] },
+        test: { name: 'main', include: ['tests/workers/*.test.js'], exclude: ['tests/workers/multi*.test.js'] },
       },
       {
         extends: true,
         plugins: [cloudflareTest({ wrangler: { configPath: './tests/workers/multi/wrangler.toml' }, miniflare: { bindings } })],
-        test: { name: 'multi', include: ['tests/workers/multi.test.js'] },
+        test: { name: 'multi', include: ['tests/workers/multi*.test.js'] },
       },
     ],
   },

@@ -613,6 +613,11 @@ static const wse_config_t *route_cfg(wse_app_t *a, int i) {
   return a->routes[i].r.config ? &a->routes[i].cfg : &a->defaults;
 }
 
+const wse_config_t *wse_app_route_config(const wse_app_t *a, size_t i) {
+  if (!a || i >= a->n_routes) return NULL;
+  return a->routes[i].r.config ? &a->routes[i].cfg : &a->defaults;
+}
+
 int wse_app_match(wse_app_t *a, wse_str_t target, const wse_config_t **cfg) {
   wse_params_t prm;
   int i = match_ws(a, target, &prm);
@@ -987,6 +992,25 @@ long wse_app_restore(wse_app_t *a, const uint8_t *const *att,
   }
   a->st.restored += (uint64_t)done;
   return done;
+}
+
+long wse_app_expire(wse_app_t *a, uint64_t now_ms, uint64_t *next_ms) {
+  uint64_t next = 0;
+  long n = 0;
+  for (size_t h = 0; h < a->n_s; h++) {
+    wse_session_t *s = &a->s[h];
+    if (!(s->wse__gen & 1) || !is_open(s)) continue;
+    uint32_t life = route_cfg(a, s->route)->session_timeout_s;
+    if (!life) continue;
+    uint64_t end = s->joined_at_ms + (uint64_t)life * 1000;
+    if (end <= now_ms) {
+      if (queue_close(a, s, WSE_CLOSE_TIMEOUT, "timeout", 7) == WSE_OK) n++;
+    } else if (!next || end < next) {
+      next = end;
+    }
+  }
+  if (next_ms) *next_ms = next;
+  return n;
 }
 
 void wse_app_stats(const wse_app_t *a, wse_app_stats_t *out) { *out = a->st; }

@@ -87,7 +87,7 @@ void *wse__realloc(const wse_allocator_t *a, void *p, size_t old_n, size_t new_n
 }
 
 const char *wse_http_reason(int status) {
-  static const struct { short code; char text[32]; } t[] = {
+  static const struct { short code; const char *text; } t[] = {
       {101, "Switching Protocols"}, {200, "OK"},
       {201, "Created"},             {202, "Accepted"},
       {204, "No Content"},          {400, "Bad Request"},

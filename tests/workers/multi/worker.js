@@ -12,7 +12,14 @@ import { WsedgeApp, WsedgeRoom } from 'wsedge';
 export const chat = new WsedgeApp(chatWasm);
 export const echo = new WsedgeApp(echoWasm, { autoResponse: null });
 
+// the chat app again with edge settings of its own (tests/workers/multi-limits.test.js)
+export const short = new WsedgeApp(chatWasm, { config: { maxMessageSize: 64, sessionTimeout: 1 } });
+
 export class Room extends WsedgeRoom {}
+
+export class ShortRoom extends WsedgeRoom {
+  static app = short;
+}
 
 export class EchoRoom extends WsedgeRoom {
   static app = echo;

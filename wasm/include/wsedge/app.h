@@ -209,6 +209,10 @@ void wse_app_free(wse_app_t *app);
 int wse_app_route(wse_app_t *app, const wse_route_t *r);
 int wse_app_http_route(wse_app_t *app, const wse_http_route_t *r);
 
+/* The config WebSocket route i runs with (its own, or the app's defaults);
+ * NULL for no such route. */
+const wse_config_t *wse_app_route_config(const wse_app_t *app, size_t i);
+
 /* 1 when `target`'s path matches a WebSocket route (sets its config). */
 int wse_app_match(wse_app_t *app, wse_str_t target, const wse_config_t **cfg);
 
@@ -249,6 +253,13 @@ int wse_app_error(wse_app_t *app, uint32_t h, int err, uint64_t now_ms);
 int wse_app_http(wse_app_t *app, const wse_request_t *req,
                  const uint8_t *body, size_t n, uint64_t now_ms,
                  wse_response_t *resp);
+/* Session lifetime for hosts without a timer per connection (the Durable
+ * Object's alarm): every open session past its route's session_timeout_s
+ * (counted from joined_at_ms; 0 = no limit) gets a CLOSE action with 4000
+ * "timeout". Returns how many; *next_ms (may be NULL) = the earliest end of
+ * the others' lifetimes, 0 when none has one. */
+long wse_app_expire(wse_app_t *app, uint64_t now_ms, uint64_t *next_ms);
+
 /* Send to a session from outside a handler (timers, other threads). */
 int wse_app_send_to(wse_app_t *app, const wse_sid_t *id, unsigned opcode,
                     const void *p, size_t n);
