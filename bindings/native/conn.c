@@ -413,11 +413,12 @@ static void do_end(wsn_thread_t *t, wsn_conn_t *c, const uint8_t *reason,
     wse_session_t *s = wse_app_session(srv->app, c->sess);
     char sid[WSE_SID_LEN + 1] = "?";
     char peer[64];
-    if (s) wse_sid_format(&s->id, sid);
+    wse_str_t topic = {"", 0};
+    if (s) wse_sid_format(&s->id, sid), wse_app_session_topic(srv->app, s, 0, &topic);
     sid[WSE_SID_LEN] = 0;
     peer_str(c, peer, sizeof peer);
     wsn_log(WSN_LOG_INFO, "close sid=%s room=%.*s peer=%s code=%u ms=%u", sid,
-            s ? (int)s->room_len : 0, s ? s->room : "", peer, c->close_code,
+            (int)topic.n, topic.n ? topic.p : "", peer, c->close_code,
             wsn_now_ms32(t) - c->open_ms);
   }
   wse_app_close(srv->app, c->sess, c->close_code, reason, rn, wall_ms(t));

@@ -163,7 +163,7 @@ static void stats(wsn_thread_t *t, wsn_conn_t *c, int head_only) {
   wse_app_stats(srv->app, &st);
   for (uint32_t h = 0; h < srv->max_handle; h++) {
     const wse_session_t *s = wse_app_session(srv->app, h);
-    if (s && s->room_len) members++;
+    if (s && s->n_topics) members++;
   }
   wsn_app_unlock(t);
   char body[768];

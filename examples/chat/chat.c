@@ -85,7 +85,9 @@ static wse_jw_t session_event(wse_ctx_t *c, const wse_session_t *s,
                                uint64_t num) {
   char id[WSE_SID_LEN];
   wse_sid_format(&s->id, id);
-  return event(c, type, id, sizeof id, s->name, s->name_len, text, tn, num);
+  /* the display name is the session's user blob (set in chat_upgrade) */
+  return event(c, type, id, sizeof id, (const char *)s->user, s->user_len,
+               text, tn, num);
 }
 
 static int to_room(wse_ctx_t *c, const char *room, size_t rn, wse_jw_t w,
@@ -125,8 +127,9 @@ static const char *parse(wse_ctx_t *c, const char *room, size_t rn,
       wse_session_t *t = NULL;
       if (!wse_sid_parse(v[1].p, v[1].n, &id))
         t = wse_app_find(wse_ctx_app(c), &id);
-      if (!t || t->room_len != rn || !chat_memeq(t->room, room, rn))
-        return e_no_session;
+      wse_str_t tr = {0, 0};
+      if (t) wse_app_session_topic(wse_ctx_app(c), t, 0, &tr);
+      if (!t || tr.n != rn || !chat_memeq(tr.p, room, rn)) return e_no_session;
       *to = t;
     }
   }
@@ -151,15 +154,22 @@ static int chat_upgrade(wse_ctx_t *c, const wse_request_t *req,
   } else if (!name_ok(name, n)) {
     return wse_reject(c, 400, "invalid name");
   }
-  wse_set_name(c, name, (size_t)n);
+  wse_set_user(c, name, (size_t)n); /* the name, kept across hibernation */
   return wse_join(c, prm->value[0].p, prm->value[0].n); /* member at open */
+}
+
+/* A chat session is in one topic: its room. */
+static wse_str_t room_of(wse_ctx_t *c) {
+  wse_str_t r = {0, 0};
+  wse_ctx_topic(c, 0, &r);
+  return r;
 }
 
 static void chat_open(wse_ctx_t *c) {
   wse_session_t *s = wse_ctx_session(c);
-  size_t n = wse_room_count(c, s->room, s->room_len);
-  to_room(c, s->room, s->room_len, session_event(c, s, "join", NULL, 0, n),
-          NULL);
+  wse_str_t r = room_of(c);
+  size_t n = wse_room_count(c, r.p, r.n);
+  to_room(c, r.p, r.n, session_event(c, s, "join", NULL, 0, n), NULL);
 }
 
 static const char chat_ping[] = "{\"type\":\"ping\"}";
@@ -170,7 +180,8 @@ static void chat_message(wse_ctx_t *c, unsigned opcode, const uint8_t *p,
   wse_session_t *s = wse_ctx_session(c), *to;
   wse_str_t text;
   if (opcode == WSE_OP_BINARY) {
-    wse_broadcast(c, s->room, s->room_len, opcode, p, n, &s->id, 1);
+    wse_str_t r = room_of(c);
+    wse_broadcast(c, r.p, r.n, opcode, p, n, &s->id, 1);
     return;
   }
   /* the heartbeat: on Workers the runtime answers it without waking the
@@ -180,7 +191,8 @@ static void chat_message(wse_ctx_t *c, unsigned opcode, const uint8_t *p,
     wse_send(c, WSE_OP_TEXT, chat_pong, sizeof chat_pong - 1);
     return;
   }
-  const char *err = parse(c, s->room, s->room_len, p, n, &text, &to);
+  wse_str_t r = room_of(c);
+  const char *err = parse(c, r.p, r.n, p, n, &text, &to);
   if (err) {
     char buf[64];
     wse_send(c, WSE_OP_TEXT, buf, error_json(buf, sizeof buf, 1, err));
@@ -189,7 +201,7 @@ static void chat_message(wse_ctx_t *c, unsigned opcode, const uint8_t *p,
   wse_jw_t w = session_event(c, s, to ? "direct" : "message", text.p,
                               text.n, wse_ctx_now(c));
   if (!to) {
-    to_room(c, s->room, s->room_len, w, NULL);
+    to_room(c, r.p, r.n, w, NULL);
   } else if (w.n <= w.cap) {
     wse_send_to(c, &to->id, WSE_OP_TEXT, w.p, w.n);
     if (to != s) wse_send(c, WSE_OP_TEXT, w.p, w.n);
@@ -199,10 +211,11 @@ static void chat_message(wse_ctx_t *c, unsigned opcode, const uint8_t *p,
 static void chat_close(wse_ctx_t *c, unsigned code, const uint8_t *reason,
                        size_t n) {
   wse_session_t *s = wse_ctx_session(c);
-  char room[WSE_ROOM_MAX];
-  size_t rn = s->room_len, left;
+  char room[WSE_TOPIC_MAX];
+  wse_str_t r = room_of(c);
+  size_t rn = r.n, left;
   (void)code, (void)reason, (void)n;
-  __builtin_memcpy(room, s->room, rn);
+  if (rn) __builtin_memcpy(room, r.p, rn); /* r goes with the last member */
   wse_leave(c);
   if ((left = wse_room_count(c, room, rn)) > 0)
     to_room(c, room, rn, session_event(c, s, "leave", NULL, 0, left), NULL);

@@ -168,6 +168,62 @@ static int http(wse_app_t *app, const char *method, const char *target,
   return st;
 }
 
+/* ---- topics and attachments --------------------------------------------- */
+
+/* Topic i of session s in join order ({NULL, 0} past the last one). */
+static inline wse_str_t topic_of(wse_app_t *app, const wse_session_t *s, size_t i) {
+  wse_str_t t = {NULL, 0};
+  if (s && wse_app_session_topic(app, s, i, &t) != WSE_OK) t.p = NULL, t.n = 0;
+  return t;
+}
+
+/* 1 when s's topics are exactly `want` (NULL-terminated), in join order. */
+static inline int topics_are(wse_app_t *app, const wse_session_t *s,
+                      const char *const *want) {
+  size_t i = 0;
+  if (!s) return 0;
+  for (; want[i]; i++) {
+    wse_str_t t = topic_of(app, s, i);
+    if (t.n != strlen(want[i]) || memcmp(t.p, want[i], t.n) != 0) return 0;
+  }
+  return s->n_topics == i && topic_of(app, s, i).p == NULL;
+}
+
+/* The same for a decoded attachment. */
+static inline int att_topics_are(const wse_attachment_t *a, const char *const *want) {
+  size_t i = 0;
+  if (!a) return 0;
+  for (; want[i]; i++)
+    if (i >= a->n_topics || a->topics[i].n != strlen(want[i]) ||
+        memcmp(a->topics[i].p, want[i], a->topics[i].n) != 0)
+      return 0;
+  return a->n_topics == i;
+}
+
+/* A live session's attachment, as the core queues it in its ATTACH. */
+static inline long encode_session(wse_app_t *app, const wse_session_t *s,
+                           uint8_t *buf, size_t cap) {
+  wse_attachment_t t;
+  memset(&t, 0, sizeof t);
+  t.id = s->id;
+  t.joined_at_ms = s->joined_at_ms;
+  t.last_seen_ms = s->last_seen_ms;
+  t.pattern.p = s->pattern;
+  t.pattern.n = s->pattern_len;
+  for (; t.n_topics < s->n_topics && t.n_topics < WSE_TOPICS_MAX; t.n_topics++)
+    t.topics[t.n_topics] = topic_of(app, s, t.n_topics);
+  t.user = s->user;
+  t.user_len = s->user_len;
+  return wse_attachment_encode(&t, buf, cap);
+}
+
+/* A recorded ATTACH decoded (its slices point into r->data, valid until
+ * the next drain); NULL when it does not decode. */
+static inline wse_attachment_t *decode_rec(const rec_t *r, wse_attachment_t *d) {
+  memset(d, 0, sizeof *d);
+  return wse_attachment_decode(r->data, r->len, d) == WSE_OK ? d : NULL;
+}
+
 /* ---- a counting, size-checking allocator -------------------------------- */
 
 typedef struct counting {

@@ -1,9 +1,11 @@
 /* test_app.c — the application layer through a recording host: routing and
  * params, upgrade accept/reject paths, every handler and context operation,
- * rooms, broadcast with exclusions, send-to-session, close, ATTACH
- * coalescing, HTTP routes (404/405/400/500), restore from attachments with
- * corrupt and duplicate entries, arena reuse, allocation failures, and the
- * HTTP response writer. */
+ * rooms, topics (several per session: broadcast, leave one, the limit,
+ * joins recorded in on_upgrade, join order, restore, freeing), broadcast
+ * with exclusions, send-to-session, close, ATTACH coalescing, HTTP routes
+ * (404/405/400/500), restore from attachments with corrupt and duplicate
+ * entries, arena reuse, allocation failures, and the HTTP response
+ * writer. */
 #define _DEFAULT_SOURCE /* MAP_ANONYMOUS under -D_POSIX_C_SOURCE */
 #include "apphost.h"
 
@@ -13,9 +15,46 @@ static int last_rc, opens, closes, errors, last_err;
 static unsigned close_code;
 static char close_reason[64], close_name[64];
 static int close_saw_session, close_found_by_id;
-static int upgrade_send_rc;
+static int upgrade_send_rc, up_join_rc, up_topic_rc;
+static size_t up_count;
+static char up_topic0[WSE_TOPIC_MAX + 1];
 static wse_params_t up_params;
 static char up_param_buf[4][32];
+
+/* The probe keeps a display name and other data in the session's one user
+ * blob: [name length u8][name][data]. */
+static wse_str_t blob_name(const uint8_t *u, size_t n) {
+  wse_str_t r = {"", 0};
+  if (n && u[0] < n) r.p = (const char *)u + 1, r.n = u[0];
+  return r;
+}
+
+static wse_str_t blob_data(const uint8_t *u, size_t n) {
+  wse_str_t r = {"", 0};
+  if (n && u[0] < n) r.p = (const char *)u + 1 + u[0], r.n = n - 1 - u[0];
+  return r;
+}
+
+static int probe_store(wse_ctx_t *c, wse_str_t name, wse_str_t data) {
+  static uint8_t b[WSE_USERDATA_MAX];
+  if (name.n > 255 || 1 + name.n + data.n > sizeof b) return WSE_EINVAL;
+  b[0] = (uint8_t)name.n;
+  if (name.n) memmove(b + 1, name.p, name.n);
+  if (data.n) memmove(b + 1 + name.n, data.p, data.n);
+  return wse_set_user(c, b, 1 + name.n + data.n);
+}
+
+static int set_name(wse_ctx_t *c, const char *p, size_t n) {
+  wse_session_t *s = wse_ctx_session(c);
+  wse_str_t name = {p, n};
+  return s ? probe_store(c, name, blob_data(s->user, s->user_len)) : WSE_EINVAL;
+}
+
+static int set_data(wse_ctx_t *c, const char *p, size_t n) {
+  wse_session_t *s = wse_ctx_session(c);
+  wse_str_t data = {p, n};
+  return s ? probe_store(c, blob_name(s->user, s->user_len), data) : WSE_EINVAL;
+}
 
 static int starts(const uint8_t *p, size_t n, const char *pre, const char **rest,
                   size_t *rn) {
@@ -39,10 +78,29 @@ static int probe_upgrade(wse_ctx_t *c, const wse_request_t *req,
   if (n == 1 && v[0] == '1') return wse_reject(c, 401, "nope \"x\"");
   if (n == 1 && v[0] == '2') return 1;
   if (n == 1 && v[0] == '3') return wse_reject(c, 200, "not an error status");
+  int deny_after_joins = n == 1 && v[0] == '4';
+  wse_str_t name = {"", 0};
   if ((n = wse_query_param(req->target, "name", v, sizeof v)) >= 0)
-    wse_set_name(c, v, (size_t)n);
-  if (prm->n) wse_join(c, prm->value[0].p, prm->value[0].n);
-  wse_set_user(c, "U", 1);
+    name.p = v, name.n = (size_t)n;
+  probe_store(c, name, S("U"));
+  /* topics joined here are recorded; the session is a member once open */
+  up_join_rc = up_topic_rc = 1;
+  up_count = 99;
+  if (prm->n) {
+    up_join_rc = wse_join(c, prm->value[0].p, prm->value[0].n);
+    up_count = wse_room_count(c, prm->value[0].p, prm->value[0].n);
+  }
+  if ((n = wse_query_param(req->target, "also", v, sizeof v)) > 0)
+    up_join_rc = wse_join(c, v, (size_t)n);
+  if (wse_query_param(req->target, "many", v, sizeof v) >= 0)
+    for (int i = 0; i < WSE_TOPICS_MAX; i++) { /* m0..m15: the 16th fails */
+      char t[8];
+      up_join_rc = wse_join(c, t, (size_t)snprintf(t, sizeof t, "m%d", i));
+    }
+  wse_str_t t0;
+  up_topic_rc = wse_ctx_topic(c, 0, &t0);
+  snprintf(up_topic0, sizeof up_topic0, "%.*s", up_topic_rc ? 0 : (int)t0.n, t0.p);
+  if (deny_after_joins) return wse_reject(c, 409, "after joins");
   return 0;
 }
 
@@ -60,8 +118,19 @@ static void probe_message(wse_ctx_t *c, unsigned op, const uint8_t *p, size_t n)
   else if (starts(p, n, "echo:", &r, &rn)) last_rc = wse_send(c, WSE_OP_TEXT, r, rn);
   else if (starts(p, n, "join:", &r, &rn)) last_rc = wse_join(c, r, rn);
   else if (starts(p, n, "leave", &r, &rn)) last_rc = wse_leave(c);
-  else if (starts(p, n, "name:", &r, &rn)) last_rc = wse_set_name(c, r, rn);
-  else if (starts(p, n, "user:", &r, &rn)) last_rc = wse_set_user(c, r, rn);
+  else if (starts(p, n, "part:", &r, &rn)) last_rc = wse_leave_topic(c, r, rn);
+  else if (starts(p, n, "move:", &r, &rn)) /* leave every topic, join one */
+    last_rc = wse_leave(c) | wse_join(c, r, rn);
+  else if (starts(p, n, "topic:", &r, &rn)) { /* topic i, or "-" */
+    wse_str_t t = {"-", 1};
+    snprintf(tmp, sizeof tmp, "%.*s", (int)(rn < 8 ? rn : 8), r);
+    last_rc = wse_ctx_topic(c, (size_t)atoi(tmp), &t);
+    if (last_rc) t.p = "-", t.n = 1;
+    wse_send(c, WSE_OP_TEXT, t.p, t.n);
+  }
+  else if (starts(p, n, "name:", &r, &rn)) last_rc = set_name(c, r, rn);
+  else if (starts(p, n, "user:", &r, &rn)) last_rc = set_data(c, r, rn);
+  else if (starts(p, n, "wipe", &r, &rn)) last_rc = wse_set_user(c, NULL, 0);
   else if (starts(p, n, "bcast:", &r, &rn))
     last_rc = wse_broadcast(c, r, rn, WSE_OP_TEXT, "B", 1, NULL, 0);
   else if (starts(p, n, "bcastx:", &r, &rn))
@@ -84,8 +153,8 @@ static void probe_message(wse_ctx_t *c, unsigned op, const uint8_t *p, size_t n)
     int k = snprintf(tmp, sizeof tmp, "%zu", wse_room_count(c, r, rn));
     last_rc = wse_send(c, WSE_OP_TEXT, tmp, (size_t)k);
   } else if (starts(p, n, "multi", &r, &rn)) {
-    last_rc = wse_set_name(c, "m1", 2) | wse_set_name(c, "m2", 2) |
-              wse_set_user(c, "abc", 3) | wse_join(c, "mroom", 5);
+    last_rc = set_name(c, "m1", 2) | set_name(c, "m2", 2) |
+              set_data(c, "abc", 3) | wse_join(c, "mroom", 5);
   } else if (starts(p, n, "time", &r, &rn)) {
     int k = snprintf(tmp, sizeof tmp, "%llu", (unsigned long long)wse_ctx_now(c));
     last_rc = wse_send(c, WSE_OP_TEXT, tmp, (size_t)k);
@@ -93,11 +162,19 @@ static void probe_message(wse_ctx_t *c, unsigned op, const uint8_t *p, size_t n)
     last_rc = wse_respond(c, 200, "{}", 2) == WSE_EINVAL &&
               wse_reject(c, 400, "x") == WSE_EINVAL;
   } else if (starts(p, n, "bad", &r, &rn)) {
+    static char long_topic[WSE_TOPIC_MAX + 1];
+    wse_str_t t;
+    memset(long_topic, 't', sizeof long_topic);
     last_rc = (wse_send(c, WSE_OP_PING, "", 0) == WSE_EINVAL) +
               (wse_send(c, WSE_OP_TEXT, NULL, 3) == WSE_EINVAL) +
               (wse_join(c, "", 0) == WSE_EINVAL) +
               (wse_join(c, "\xff", 1) == WSE_EINVAL) +
-              (wse_set_name(c, "\xc0\x80", 2) == WSE_EINVAL) +
+              (wse_join(c, "\xc0\x80", 2) == WSE_EINVAL) + /* overlong NUL */
+              (wse_join(c, NULL, 1) == WSE_EINVAL) +
+              (wse_join(c, long_topic, WSE_TOPIC_MAX + 1) == WSE_EINVAL) +
+              (wse_leave_topic(c, "nope", 4) == WSE_ENOTFOUND) +
+              (wse_ctx_topic(c, WSE_TOPICS_MAX, &t) == WSE_ENOTFOUND) +
+              (wse_set_user(c, NULL, 1) == WSE_EINVAL) +
               (wse_set_user(c, "x", WSE_USERDATA_MAX + 1) == WSE_EINVAL) +
               (wse_close(c, 1006, NULL, 0) == WSE_EINVAL) +
               (wse_close(c, 999, NULL, 0) == WSE_EINVAL) +
@@ -113,17 +190,19 @@ static void probe_close(wse_ctx_t *c, unsigned code, const uint8_t *reason, size
   snprintf(close_reason, sizeof close_reason, "%.*s", (int)n, (const char *)reason);
   close_saw_session = s != NULL;
   if (s) {
-    snprintf(close_name, sizeof close_name, "%.*s", s->name_len, s->name);
+    wse_str_t nm = blob_name(s->user, s->user_len), t;
+    snprintf(close_name, sizeof close_name, "%.*s", (int)nm.n, nm.p);
     close_found_by_id = wse_app_find(wse_ctx_app(c), &s->id) == s;
-    /* still a member: its room sees it until the core removes it */
-    wse_broadcast(c, s->room, s->room_len, WSE_OP_TEXT, "bye", 3, &s->id, 1);
+    /* still a member: its topics see it until the core removes it */
+    for (size_t i = 0; wse_ctx_topic(c, i, &t) == WSE_OK; i++)
+      wse_broadcast(c, t.p, t.n, WSE_OP_TEXT, "bye", 3, &s->id, 1);
   }
 }
 
 static void probe_error(wse_ctx_t *c, int err) {
   errors++;
   last_err = err;
-  wse_set_name(c, "errored", 7);
+  set_name(c, "errored", 7);
 }
 
 static void http_item(wse_ctx_t *c, const wse_request_t *req, const wse_params_t *prm,
@@ -133,6 +212,11 @@ static void http_item(wse_ctx_t *c, const wse_request_t *req, const wse_params_t
   CHECK(wse_ctx_session(c) == NULL);
   CHECK(wse_send(c, WSE_OP_TEXT, "x", 1) == WSE_EINVAL);
   CHECK(wse_join(c, "r", 1) == WSE_EINVAL);
+  CHECK(wse_leave_topic(c, "r", 1) == WSE_EINVAL);
+  CHECK(wse_leave(c) == WSE_EINVAL);
+  CHECK(wse_set_user(c, "u", 1) == WSE_EINVAL);
+  wse_str_t t;
+  CHECK(wse_ctx_topic(c, 0, &t) == WSE_EINVAL);
   CHECK(wse_reject(c, 400, "x") == WSE_EINVAL);
   CHECK(strcmp(wse_ctx_user(c), "item-user") == 0);
   int k = snprintf(b, sizeof b, "{\"id\":\"%.*s\",\"body\":%zu}", (int)prm->value[0].n,
@@ -325,7 +409,12 @@ static void test_upgrade(void) {
   CHECK(s->joined_at_ms == 1234 && s->last_seen_ms == 1234);
   CHECK_EQ(s->route, 0);
   CHECK_EQ(s->restored, 0);
-  CHECK_STR(s->name, s->name_len, "al\"ice");
+  {
+    wse_str_t nm = blob_name(s->user, s->user_len);
+    CHECK_STR(nm.p, nm.n, "al\"ice");
+    CHECK_MEM(s->user, s->user_len, "\x06" "al\"iceU", 8);
+  }
+  CHECK_EQ(s->n_topics, 0); /* /ws has no room parameter */
   CHECK(wse_app_find(app, &s->id) == s);
   CHECK_EQ(drain(app), 0); /* nothing until open */
   /* the same entropy again: a collision is refused, no second session */
@@ -387,15 +476,24 @@ static void test_upgrade(void) {
   wse_app_free(app);
 }
 
-static wse_session_t *decode_attach(const rec_t *r, wse_session_t *d, uint8_t *ub) {
-  memset(d, 0, sizeof *d);
-  return wse_attachment_decode(r->data, r->len, d, ub) == WSE_OK ? d : NULL;
-}
+/* The probe's name and data in a decoded attachment's user blob. */
+#define CHECK_NAME(U_, N_, W_)                                               \
+  do {                                                                       \
+    wse_str_t nm_ = blob_name((U_), (N_));                                    \
+    CHECK_STR(nm_.p, nm_.n, W_);                                             \
+  } while (0)
+#define CHECK_DATA(U_, N_, W_, WN_)                                          \
+  do {                                                                       \
+    wse_str_t d_ = blob_data((U_), (N_));                                     \
+    CHECK_MEM(d_.p, d_.n, W_, WN_);                                          \
+  } while (0)
+
+#define TOPICS(...) ((const char *const[]){__VA_ARGS__, NULL})
+#define NO_TOPICS ((const char *const[]){NULL})
 
 static void test_handlers(void) {
   wse_app_t *app = probe_app(&t_allocator);
-  wse_session_t d;
-  uint8_t ub[WSE_USERDATA_MAX];
+  wse_attachment_t d;
   sidstr_t a = sid_str(1);
   int o = opens;
   int32_t h = ws_connect(app, "/p/lobby?name=ann", 1, 100);
@@ -405,12 +503,13 @@ static void test_handlers(void) {
   CHECK_EQ(drain(app), 1);
   CHECK_EQ(recs[0].type, WSE_ACT_ATTACH);
   CHECK_EQ(recs[0].target, (uint32_t)h);
-  CHECK(decode_attach(&recs[0], &d, ub) != NULL);
-  CHECK_STR(d.name, d.name_len, "ann");
-  CHECK_STR(d.room, d.room_len, "lobby");
-  CHECK_MEM(d.user, d.user_len, "U", 1);
+  CHECK(decode_rec(&recs[0], &d) != NULL);
+  CHECK_NAME(d.user, d.user_len, "ann");
+  CHECK(att_topics_are(&d, TOPICS("lobby")));
+  CHECK_DATA(d.user, d.user_len, "U", 1);
+  CHECK_MEM(d.user, d.user_len, "\x03" "annU", 5); /* the whole blob */
   CHECK(d.joined_at_ms == 100);
-  CHECK_STR(d.pattern, d.pattern_len, "/p/:room"); /* the route, by name */
+  CHECK_STR(d.pattern.p, d.pattern.n, "/p/:room"); /* the route, by name */
   CHECK_EQ(wse_app_open(app, (uint32_t)h, 5), WSE_EINVAL); /* twice */
 
   /* echo and binary: one SEND each, no ATTACH */
@@ -438,7 +537,7 @@ static void test_handlers(void) {
   CHECK_EQ(ws_text(app, h, "respond", 1), WSE_OK);
   CHECK_EQ(last_rc, 1);
   CHECK_EQ(ws_text(app, h, "bad", 1), WSE_OK);
-  CHECK_EQ(last_rc, 10);
+  CHECK_EQ(last_rc, 15);
   CHECK_EQ(drain(app), 0); /* the refused operations queued nothing */
   CHECK_EQ(wse_app_message(app, (uint32_t)h, WSE_OP_PING, NULL, 0, 1), WSE_EINVAL);
   CHECK_EQ(wse_app_message(app, 999, WSE_OP_TEXT, NULL, 0, 1), WSE_ENOTFOUND);
@@ -448,25 +547,34 @@ static void test_handlers(void) {
   CHECK_EQ(last_rc, 0);
   CHECK_EQ(drain(app), 1);
   CHECK_EQ(recs[0].type, WSE_ACT_ATTACH);
-  CHECK(decode_attach(&recs[0], &d, ub) != NULL);
-  CHECK_STR(d.name, d.name_len, "m2");
-  CHECK_STR(d.room, d.room_len, "mroom");
-  CHECK_MEM(d.user, d.user_len, "abc", 3);
+  CHECK(decode_rec(&recs[0], &d) != NULL);
+  CHECK_NAME(d.user, d.user_len, "m2");
+  CHECK(att_topics_are(&d, TOPICS("lobby", "mroom"))); /* joined: one more topic */
+  CHECK_DATA(d.user, d.user_len, "abc", 3);
   CHECK(d.last_seen_ms == 300);
   CHECK(memcmp(d.id.b, sid_of(1).b, 16) == 0);
   /* the same room again, the same size of user data: still one ATTACH */
   CHECK_EQ(ws_text(app, h, "join:mroom", 301), WSE_OK);
+  CHECK_EQ(last_rc, WSE_OK);
   CHECK_EQ(drain(app), 0);
   CHECK_EQ(ws_text(app, h, "user:xyz", 302), WSE_OK);
   CHECK_EQ(drain(app), 1);
-  CHECK(decode_attach(&recs[0], &d, ub) != NULL);
-  CHECK_MEM(d.user, d.user_len, "xyz", 3);
+  CHECK(decode_rec(&recs[0], &d) != NULL);
+  CHECK_DATA(d.user, d.user_len, "xyz", 3);
   CHECK_EQ(ws_text(app, h, "user:", 303), WSE_OK);
   CHECK_EQ(drain(app), 1);
-  CHECK(wse_app_session(app, (uint32_t)h)->user == NULL);
-  CHECK_EQ(ws_text(app, h, "leave", 304), WSE_OK);
+  CHECK_MEM(wse_app_session(app, (uint32_t)h)->user, wse_app_session(app, (uint32_t)h)->user_len,
+            "\x02m2", 3); /* the name alone is left */
+  CHECK_EQ(ws_text(app, h, "wipe", 303), WSE_OK); /* an empty blob frees it */
   CHECK_EQ(drain(app), 1);
-  CHECK_EQ(wse_app_session(app, (uint32_t)h)->room_len, 0);
+  CHECK(wse_app_session(app, (uint32_t)h)->user == NULL);
+  CHECK_EQ(wse_app_session(app, (uint32_t)h)->user_len, 0);
+  CHECK(decode_rec(&recs[0], &d) != NULL && d.user_len == 0 && d.user == NULL);
+  CHECK_EQ(ws_text(app, h, "leave", 304), WSE_OK); /* every topic */
+  CHECK_EQ(drain(app), 1);
+  CHECK_EQ(wse_app_session(app, (uint32_t)h)->n_topics, 0);
+  CHECK(topics_are(app, wse_app_session(app, (uint32_t)h), NO_TOPICS));
+  CHECK(decode_rec(&recs[0], &d) != NULL && d.n_topics == 0);
   CHECK_EQ(ws_text(app, h, "leave", 305), WSE_OK); /* not in a room: no change */
   CHECK_EQ(drain(app), 0);
 
@@ -566,7 +674,8 @@ static void test_rooms(void) {
   CHECK_EQ(ws_text(app, e, "count:red", 3), WSE_OK);
   CHECK_EQ(drain(app), 1);
   CHECK_STR(recs[0].data, recs[0].len, "3");
-  CHECK_EQ(ws_text(app, d, "join:red", 3), WSE_OK);
+  CHECK_EQ(ws_text(app, d, "move:red", 3), WSE_OK);
+  CHECK_EQ(last_rc, WSE_OK);
   drain(app);
   wse_app_stats(app, &st);
   CHECK_EQ(st.rooms, 1);
@@ -578,7 +687,7 @@ static void test_rooms(void) {
   CHECK_STR(recs[0].data, recs[0].len, "0");
   /* remove from the middle, the head and the tail */
   CHECK_EQ(ws_text(app, b, "leave", 3), WSE_OK);
-  CHECK_EQ(ws_text(app, a, "join:blue", 3), WSE_OK);
+  CHECK_EQ(ws_text(app, a, "move:blue", 3), WSE_OK);
   CHECK_EQ(wse_app_close(app, (uint32_t)d, 1000, NULL, 0, 4), WSE_OK);
   drain(app);
   CHECK_EQ(wse_app_room_next(app, "red", 3, -1), c);
@@ -591,6 +700,504 @@ static void test_rooms(void) {
   wse_app_stats(app, &st);
   CHECK_EQ(st.rooms, 2);
   CHECK_EQ(st.sessions, 4);
+  wse_app_free(app);
+}
+
+/* The recipients of the one BROADCAST in recs[] are exactly `want` (in
+ * order, each once); n = -1 ends the list. */
+static int bcast_to(const int32_t *want) {
+  size_t n = 0;
+  if (n_recs != 1 || recs[0].type != WSE_ACT_BROADCAST) return 0;
+  for (; want[n] >= 0; n++)
+    if (n >= recs[0].n_rcpt || recs[0].rcpt[n] != (uint32_t)want[n]) return 0;
+  return recs[0].n_rcpt == n;
+}
+#define RCPTS(...) ((const int32_t[]){__VA_ARGS__, -1})
+
+/* A topic's members by wse_app_room_next, in order, are exactly `want`. */
+static int members_are(wse_app_t *app, const char *topic, const int32_t *want) {
+  int32_t it = -1;
+  size_t n = strlen(topic);
+  for (size_t i = 0; want[i] >= 0; i++)
+    if ((it = wse_app_room_next(app, topic, n, it)) != want[i]) return 0;
+  return wse_app_room_next(app, topic, n, it) == -1;
+}
+
+/* The text the probe answers to `cmd` (one SEND), or "" */
+static char answer_buf[WSE_TOPIC_MAX + 1];
+static const char *ask(wse_app_t *app, int32_t h, const char *cmd) {
+  answer_buf[0] = 0;
+  if (ws_text(app, h, cmd, 7) == WSE_OK && drain(app) == 1 &&
+      recs[0].type == WSE_ACT_SEND && recs[0].len < sizeof answer_buf)
+    snprintf(answer_buf, sizeof answer_buf, "%.*s", (int)recs[0].len, (const char *)recs[0].data);
+  return answer_buf;
+}
+
+static uint64_t live_rooms(wse_app_t *app) {
+  wse_app_stats_t st;
+  wse_app_stats(app, &st);
+  return st.rooms;
+}
+
+/* A session in two topics gets the broadcasts of both, once per broadcast;
+ * joining twice changes nothing; leaving one topic keeps the other. */
+static void test_topics_broadcast(void) {
+  wse_app_t *app = probe_app(&t_allocator);
+  wse_attachment_t d;
+  int32_t x = ws_connect(app, "/p/t1", 1, 1), y = ws_connect(app, "/p/t1", 2, 1),
+          z = ws_connect(app, "/p/t2", 3, 1);
+  CHECK(x >= 0 && y >= 0 && z >= 0);
+  drain(app);
+  CHECK_EQ(ws_text(app, x, "join:t2", 2), WSE_OK);
+  CHECK_EQ(last_rc, WSE_OK);
+  CHECK_EQ(drain(app), 1); /* the ATTACH carries both topics, in join order */
+  CHECK_EQ(recs[0].type, WSE_ACT_ATTACH);
+  CHECK_EQ(recs[0].target, (uint32_t)x);
+  CHECK(decode_rec(&recs[0], &d) != NULL);
+  CHECK(att_topics_are(&d, TOPICS("t1", "t2")));
+  CHECK(topics_are(app, wse_app_session(app, (uint32_t)x), TOPICS("t1", "t2")));
+  CHECK_EQ(wse_app_session(app, (uint32_t)x)->n_topics, 2);
+  /* wse_ctx_topic in a handler: join order, ENOTFOUND past the end */
+  CHECK(strcmp(ask(app, x, "topic:0"), "t1") == 0);
+  CHECK(strcmp(ask(app, x, "topic:1"), "t2") == 0);
+  CHECK(strcmp(ask(app, x, "topic:2"), "-") == 0);
+  CHECK_EQ(last_rc, WSE_ENOTFOUND);
+  CHECK(strcmp(ask(app, z, "topic:0"), "t2") == 0);
+  CHECK(strcmp(ask(app, z, "count:t1"), "2") == 0);
+  CHECK(strcmp(ask(app, z, "count:t2"), "2") == 0);
+  CHECK_EQ(live_rooms(app), 2);
+  /* each topic's broadcast reaches x, and x once */
+  CHECK_EQ(ws_text(app, z, "bcast:t1", 3), WSE_OK);
+  CHECK_EQ(last_rc, 2);
+  CHECK_EQ(drain(app), 1);
+  CHECK(bcast_to(RCPTS(x, y)));
+  CHECK_EQ(ws_text(app, y, "bcast:t2", 3), WSE_OK);
+  CHECK_EQ(last_rc, 2);
+  CHECK_EQ(drain(app), 1);
+  CHECK(bcast_to(RCPTS(z, x))); /* z was first in t2 */
+  /* excluding the sender works per topic too */
+  CHECK_EQ(ws_text(app, x, "bcastx:t2", 3), WSE_OK);
+  CHECK_EQ(last_rc, 1);
+  CHECK_EQ(drain(app), 1);
+  CHECK(bcast_to(RCPTS(z)));
+  /* joining again is a no-op: no ATTACH, no second delivery */
+  CHECK_EQ(ws_text(app, x, "join:t2", 4), WSE_OK);
+  CHECK_EQ(last_rc, WSE_OK);
+  CHECK_EQ(drain(app), 0);
+  CHECK_EQ(ws_text(app, x, "join:t1", 4), WSE_OK);
+  CHECK_EQ(last_rc, WSE_OK);
+  CHECK_EQ(drain(app), 0);
+  CHECK(topics_are(app, wse_app_session(app, (uint32_t)x), TOPICS("t1", "t2")));
+  CHECK(strcmp(ask(app, z, "count:t2"), "2") == 0);
+  CHECK_EQ(ws_text(app, y, "bcast:t2", 4), WSE_OK);
+  CHECK_EQ(last_rc, 2);
+  CHECK_EQ(drain(app), 1);
+  CHECK(bcast_to(RCPTS(z, x)));
+  CHECK(members_are(app, "t2", RCPTS(z, x)));
+  {
+    wse_response_t resp; /* the HTTP push: a context without a session */
+    CHECK_EQ(http(app, "POST", "/push/t2", "hi", &resp), 202);
+    CHECK_STR(resp.body, resp.body_len, "{\"n\":2}");
+    CHECK_EQ(drain(app), 1);
+    CHECK(bcast_to(RCPTS(z, x)));
+  }
+  /* leave one topic, keep the other */
+  CHECK_EQ(ws_text(app, x, "part:t1", 5), WSE_OK);
+  CHECK_EQ(last_rc, WSE_OK);
+  CHECK_EQ(drain(app), 1);
+  CHECK_EQ(recs[0].type, WSE_ACT_ATTACH);
+  CHECK(decode_rec(&recs[0], &d) != NULL);
+  CHECK(att_topics_are(&d, TOPICS("t2")));
+  CHECK(topics_are(app, wse_app_session(app, (uint32_t)x), TOPICS("t2")));
+  CHECK(strcmp(ask(app, x, "topic:0"), "t2") == 0);
+  CHECK(strcmp(ask(app, z, "count:t1"), "1") == 0);
+  CHECK_EQ(ws_text(app, z, "bcast:t1", 6), WSE_OK);
+  CHECK_EQ(last_rc, 1);
+  CHECK_EQ(drain(app), 1);
+  CHECK(bcast_to(RCPTS(y)));
+  CHECK_EQ(ws_text(app, y, "bcast:t2", 6), WSE_OK);
+  CHECK_EQ(drain(app), 1);
+  CHECK(bcast_to(RCPTS(z, x)));
+  CHECK_EQ(live_rooms(app), 2);
+  /* not a member (any more), or no such topic: ENOTFOUND, nothing changes */
+  CHECK_EQ(ws_text(app, x, "part:t1", 7), WSE_OK);
+  CHECK_EQ(last_rc, WSE_ENOTFOUND);
+  CHECK_EQ(ws_text(app, x, "part:nope", 7), WSE_OK);
+  CHECK_EQ(last_rc, WSE_ENOTFOUND);
+  CHECK_EQ(ws_text(app, x, "part:", 7), WSE_OK);
+  CHECK_EQ(last_rc, WSE_ENOTFOUND);
+  CHECK_EQ(drain(app), 0);
+  CHECK(topics_are(app, wse_app_session(app, (uint32_t)x), TOPICS("t2")));
+  /* rejoining puts x at the end of t1, its topics in the new join order */
+  CHECK_EQ(ws_text(app, x, "join:t1", 8), WSE_OK);
+  CHECK_EQ(drain(app), 1);
+  CHECK(topics_are(app, wse_app_session(app, (uint32_t)x), TOPICS("t2", "t1")));
+  CHECK(members_are(app, "t1", RCPTS(y, x)));
+  /* closing x: on_close says bye in each topic; both topics stay (y, z) */
+  CHECK_EQ(wse_app_close(app, (uint32_t)x, 1000, NULL, 0, 9), WSE_OK);
+  CHECK_EQ(drain(app), 2); /* t2 first (x's join order), then t1 */
+  CHECK(recs[0].type == WSE_ACT_BROADCAST && recs[0].n_rcpt == 1 && recs[0].rcpt[0] == (uint32_t)z);
+  CHECK(recs[1].type == WSE_ACT_BROADCAST && recs[1].n_rcpt == 1 && recs[1].rcpt[0] == (uint32_t)y);
+  CHECK_STR(recs[1].data, recs[1].len, "bye");
+  CHECK(members_are(app, "t1", RCPTS(y)));
+  CHECK(members_are(app, "t2", RCPTS(z)));
+  CHECK_EQ(live_rooms(app), 2);
+  CHECK(frames_ok);
+  wse_app_free(app);
+}
+
+/* WSE_TOPICS_MAX topics per session: the next join is refused and changes
+ * nothing; an existing membership still "joins" (no-op). */
+static void test_topics_limit(void) {
+  wse_app_t *app = probe_app(&t_allocator);
+  wse_attachment_t d;
+  char cmd[32];
+  int32_t a = ws_connect(app, "/p/k0", 1, 1), b = ws_connect(app, "/p/k16", 2, 1);
+  drain(app);
+  int ok = 1;
+  for (int i = 1; i < WSE_TOPICS_MAX; i++) {
+    snprintf(cmd, sizeof cmd, "join:k%d", i);
+    ok &= ws_text(app, a, cmd, 2) == WSE_OK && last_rc == WSE_OK;
+    ok &= drain(app) == 1 && recs[0].type == WSE_ACT_ATTACH;
+  }
+  CHECK(ok);
+  /* the last ATTACH: all 16, in order */
+  CHECK(decode_rec(&recs[0], &d) != NULL);
+  CHECK_EQ(d.n_topics, WSE_TOPICS_MAX);
+  CHECK(att_topics_are(&d, TOPICS("k0", "k1", "k2", "k3", "k4", "k5", "k6", "k7", "k8",
+                                  "k9", "k10", "k11", "k12", "k13", "k14", "k15")));
+  wse_session_t *s = wse_app_session(app, (uint32_t)a);
+  static const char *const all16[] = {"k0", "k1", "k2", "k3", "k4", "k5", "k6", "k7", "k8",
+                                      "k9", "k10", "k11", "k12", "k13", "k14", "k15", NULL};
+  CHECK(topics_are(app, s, all16));
+  CHECK_EQ(live_rooms(app), 17);
+  /* the 17th: an existing topic (b is in it) and a new one */
+  CHECK_EQ(ws_text(app, a, "join:k16", 3), WSE_OK);
+  CHECK_EQ(last_rc, WSE_ENOSPC);
+  CHECK_EQ(drain(app), 0); /* no ATTACH */
+  CHECK(topics_are(app, s, all16));
+  CHECK(members_are(app, "k16", RCPTS(b)));
+  CHECK(strcmp(ask(app, b, "count:k16"), "1") == 0);
+  CHECK_EQ(ws_text(app, a, "join:k17", 3), WSE_OK);
+  CHECK_EQ(last_rc, WSE_ENOSPC);
+  CHECK_EQ(drain(app), 0);
+  CHECK(topics_are(app, s, all16));
+  CHECK_EQ(wse_app_room_next(app, "k17", 3, -1), -1);
+  CHECK(strcmp(ask(app, b, "count:k17"), "0") == 0);
+  CHECK_EQ(live_rooms(app), 17);
+  CHECK_EQ(ws_text(app, b, "bcast:k17", 3), WSE_OK);
+  CHECK_EQ(last_rc, 0);
+  /* at the limit, joining a topic it is in is still a no-op */
+  CHECK_EQ(ws_text(app, a, "join:k5", 3), WSE_OK);
+  CHECK_EQ(last_rc, WSE_OK);
+  CHECK_EQ(drain(app), 0);
+  CHECK(topics_are(app, s, all16));
+  /* one out, one in: the new one goes last */
+  CHECK_EQ(ws_text(app, a, "part:k3", 4), WSE_OK);
+  CHECK_EQ(ws_text(app, a, "join:k17", 4), WSE_OK);
+  CHECK_EQ(last_rc, WSE_OK);
+  CHECK_EQ(drain(app), 2);
+  CHECK(topics_are(app, s, TOPICS("k0", "k1", "k2", "k4", "k5", "k6", "k7", "k8", "k9", "k10",
+                                  "k11", "k12", "k13", "k14", "k15", "k17")));
+  CHECK(decode_rec(&recs[1], &d) != NULL && d.n_topics == WSE_TOPICS_MAX);
+  CHECK(d.topics[15].n == 3 && memcmp(d.topics[15].p, "k17", 3) == 0);
+  CHECK_EQ(live_rooms(app), 17); /* k3 gone (a was its only member), k17 new */
+  CHECK_EQ(wse_app_room_next(app, "k3", 2, -1), -1);
+  wse_app_free(app);
+}
+
+/* Topics joined in on_upgrade are recorded, and become memberships when
+ * the session opens (its membership then starts: join order = open). A
+ * rejected upgrade leaves no topic behind. */
+static void test_topics_upgrade(void) {
+  wse_app_t *app = probe_app(&t_allocator);
+  wse_attachment_t d;
+  wse_response_t resp;
+  req_t q;
+  uint8_t ent[16];
+  int32_t e = ws_connect(app, "/ws", 5, 1); /* an observer in no topic */
+  drain(app);
+  req_ws(&q, "/p/u?also=v");
+  seed_id(6, ent);
+  int32_t h = wse_app_upgrade(app, &q.r, ent, 1, NULL, &resp);
+  CHECK(h >= 0);
+  CHECK_EQ(up_join_rc, WSE_OK);
+  CHECK_EQ(up_count, 0); /* in on_upgrade: recorded, not a member yet */
+  CHECK_EQ(up_topic_rc, WSE_OK);
+  CHECK(strcmp(up_topic0, "u") == 0);
+  wse_session_t *s = wse_app_session(app, (uint32_t)h);
+  CHECK(topics_are(app, s, TOPICS("u", "v")));
+  /* before open: nobody is in u or v */
+  CHECK(strcmp(ask(app, e, "count:u"), "0") == 0);
+  CHECK(strcmp(ask(app, e, "count:v"), "0") == 0);
+  CHECK_EQ(wse_app_room_next(app, "u", 1, -1), -1);
+  CHECK_EQ(live_rooms(app), 0);
+  CHECK_EQ(ws_text(app, e, "bcast:u", 2), WSE_OK);
+  CHECK_EQ(last_rc, 0);
+  CHECK_EQ(drain(app), 0);
+  /* a member of both once open; its first ATTACH lists them */
+  CHECK_EQ(wse_app_open(app, (uint32_t)h, 3), WSE_OK);
+  CHECK_EQ(drain(app), 1);
+  CHECK(decode_rec(&recs[0], &d) != NULL);
+  CHECK(att_topics_are(&d, TOPICS("u", "v")));
+  CHECK(strcmp(ask(app, e, "count:u"), "1") == 0);
+  CHECK(strcmp(ask(app, e, "count:v"), "1") == 0);
+  CHECK(members_are(app, "u", RCPTS(h)));
+  CHECK(members_are(app, "v", RCPTS(h)));
+  CHECK_EQ(live_rooms(app), 2);
+  CHECK_EQ(ws_text(app, e, "bcast:v", 4), WSE_OK);
+  CHECK_EQ(last_rc, 1);
+  CHECK_EQ(drain(app), 1);
+  CHECK(bcast_to(RCPTS(h)));
+
+  /* the limit applies in on_upgrade too: the 17th join there is refused */
+  req_ws(&q, "/p/m?many=1");
+  seed_id(7, ent);
+  int32_t m = wse_app_upgrade(app, &q.r, ent, 1, NULL, &resp);
+  CHECK(m >= 0);
+  CHECK_EQ(up_join_rc, WSE_ENOSPC);
+  s = wse_app_session(app, (uint32_t)m);
+  CHECK(topics_are(app, s, TOPICS("m", "m0", "m1", "m2", "m3", "m4", "m5", "m6", "m7", "m8",
+                                  "m9", "m10", "m11", "m12", "m13", "m14")));
+  CHECK_EQ(live_rooms(app), 2);
+  CHECK_EQ(wse_app_open(app, (uint32_t)m, 4), WSE_OK);
+  CHECK_EQ(drain(app), 1);
+  CHECK(decode_rec(&recs[0], &d) != NULL && d.n_topics == WSE_TOPICS_MAX);
+  CHECK_EQ(live_rooms(app), 2 + WSE_TOPICS_MAX);
+  CHECK(members_are(app, "m14", RCPTS(m)));
+  CHECK_EQ(wse_app_room_next(app, "m15", 3, -1), -1);
+
+  /* rejected after joining u (has a member) and w (new): nothing stays */
+  wse_app_stats_t st0, st1;
+  wse_app_stats(app, &st0);
+  req_ws(&q, "/p/u?also=w&deny=4");
+  seed_id(8, ent);
+  CHECK_EQ(wse_app_upgrade(app, &q.r, ent, 1, NULL, &resp), WSE_EPOLICY);
+  CHECK_EQ(resp.status, 409);
+  CHECK_STR(resp.body, resp.body_len, "{\"error\":\"after joins\"}");
+  CHECK_EQ(up_join_rc, WSE_OK);
+  wse_app_stats(app, &st1);
+  CHECK_EQ(st1.sessions, st0.sessions);
+  CHECK_EQ(st1.rooms, st0.rooms);
+  CHECK(members_are(app, "u", RCPTS(h)));
+  CHECK(strcmp(ask(app, e, "count:w"), "0") == 0);
+  CHECK_EQ(wse_app_room_next(app, "w", 1, -1), -1);
+  /* ... and a session that upgraded and never opened, closed: the same */
+  req_ws(&q, "/p/u?also=w");
+  int32_t g = wse_app_upgrade(app, &q.r, ent, 1, NULL, &resp);
+  CHECK(g >= 0);
+  CHECK_EQ(wse_app_close(app, (uint32_t)g, 1006, NULL, 0, 5), WSE_OK);
+  CHECK_EQ(drain(app), 0);
+  CHECK(members_are(app, "u", RCPTS(h)));
+  CHECK_EQ(wse_app_room_next(app, "w", 1, -1), -1);
+  wse_app_stats(app, &st1);
+  CHECK_EQ(st1.rooms, st0.rooms);
+
+  /* membership starts at open: f upgrades first, o2 opens first */
+  req_ws(&q, "/p/o");
+  seed_id(9, ent);
+  int32_t f = wse_app_upgrade(app, &q.r, ent, 1, NULL, &resp);
+  int32_t o2 = ws_connect(app, "/p/o", 10, 1);
+  CHECK(f >= 0 && o2 >= 0);
+  CHECK(members_are(app, "o", RCPTS(o2)));
+  CHECK_EQ(wse_app_open(app, (uint32_t)f, 2), WSE_OK);
+  CHECK(members_are(app, "o", RCPTS(o2, f)));
+  drain(app);
+  wse_app_free(app);
+}
+
+/* wse_app_room_next (and broadcast recipients) follow join order across
+ * members, whichever route or call joined them. */
+static void test_topics_order(void) {
+  wse_app_t *app = probe_app(&t_allocator);
+  int32_t a = ws_connect(app, "/ws", 1, 1), b = ws_connect(app, "/ws", 2, 1),
+          c = ws_connect(app, "/ws", 3, 1);
+  drain(app);
+  CHECK_EQ(ws_text(app, c, "join:o", 2), WSE_OK);
+  CHECK_EQ(ws_text(app, a, "join:p", 2), WSE_OK); /* other topics in between */
+  CHECK_EQ(ws_text(app, a, "join:o", 2), WSE_OK);
+  CHECK_EQ(ws_text(app, b, "join:p", 2), WSE_OK);
+  CHECK_EQ(ws_text(app, b, "join:o", 2), WSE_OK);
+  int32_t d = ws_connect(app, "/p/o", 4, 2);
+  drain(app);
+  CHECK(members_are(app, "o", RCPTS(c, a, b, d)));
+  CHECK(members_are(app, "p", RCPTS(a, b)));
+  CHECK_EQ(ws_text(app, d, "bcast:o", 3), WSE_OK);
+  CHECK_EQ(drain(app), 1);
+  CHECK(bcast_to(RCPTS(c, a, b, d)));
+  /* leave and rejoin: to the end; leave every topic: out of both */
+  CHECK_EQ(ws_text(app, a, "part:o", 4), WSE_OK);
+  CHECK_EQ(ws_text(app, a, "join:o", 4), WSE_OK);
+  CHECK(members_are(app, "o", RCPTS(c, b, d, a)));
+  CHECK(members_are(app, "p", RCPTS(a, b)));
+  CHECK(topics_are(app, wse_app_session(app, (uint32_t)a), TOPICS("p", "o")));
+  CHECK_EQ(ws_text(app, b, "leave", 5), WSE_OK);
+  CHECK(members_are(app, "o", RCPTS(c, d, a)));
+  CHECK(members_are(app, "p", RCPTS(a)));
+  CHECK(topics_are(app, wse_app_session(app, (uint32_t)b), NO_TOPICS));
+  /* iteration from a session not in the topic, or not live: the end */
+  CHECK_EQ(wse_app_room_next(app, "o", 1, b), -1);
+  CHECK_EQ(wse_app_room_next(app, "o", 1, 999), -1);
+  CHECK_EQ(wse_app_room_next(app, "p", 1, a), -1);
+  CHECK_EQ(ws_text(app, c, "bcast:o", 6), WSE_OK);
+  CHECK_EQ(drain(app), 4); /* the ATTACHes of part, join and leave, then it */
+  CHECK_EQ(recs[3].type, WSE_ACT_BROADCAST);
+  CHECK(recs[3].n_rcpt == 3 && recs[3].rcpt[0] == (uint32_t)c &&
+        recs[3].rcpt[1] == (uint32_t)d && recs[3].rcpt[2] == (uint32_t)a);
+  wse_app_free(app);
+}
+
+/* A topic exists while it has members: the last one out (leave_topic,
+ * leave, close) frees it, and stats.rooms counts only non-empty topics. */
+static void test_topics_free(void) {
+  counting_t cnt = {0};
+  wse_allocator_t al = {c_alloc, c_realloc, c_free, &cnt};
+  wse_app_t *app = probe_app(&al);
+  int32_t a = ws_connect(app, "/p/f1", 1, 1), b = ws_connect(app, "/p/f1", 2, 1),
+          e = ws_connect(app, "/ws", 3, 1);
+  drain(app);
+  CHECK_EQ(ws_text(app, a, "join:f2", 2), WSE_OK);
+  CHECK_EQ(ws_text(app, a, "join:f3", 2), WSE_OK);
+  CHECK_EQ(ws_text(app, b, "join:f3", 2), WSE_OK);
+  drain(app);
+  CHECK_EQ(live_rooms(app), 3);
+  /* a topic pointer stays valid while its topic has members, however many
+   * topics are made meanwhile */
+  wse_str_t f1 = topic_of(app, wse_app_session(app, (uint32_t)a), 0);
+  CHECK_STR(f1.p, f1.n, "f1");
+  for (int i = 0; i < 100; i++) {
+    char cmd[32];
+    snprintf(cmd, sizeof cmd, "join:x%d", i % 16);
+    if (i % 16 == 0 && i) ws_text(app, e, "leave", 2);
+    ws_text(app, e, cmd, 2);
+    if (i == 50) ws_text(app, e, "join:keep1", 2), ws_text(app, e, "join:keep2", 2);
+  }
+  ws_text(app, e, "leave", 2);
+  drain(app);
+  CHECK_STR(f1.p, f1.n, "f1");
+  CHECK_EQ(live_rooms(app), 3);
+  /* the last member leaves f2: it is gone */
+  CHECK_EQ(ws_text(app, a, "part:f2", 3), WSE_OK);
+  drain(app);
+  CHECK_EQ(live_rooms(app), 2);
+  CHECK(strcmp(ask(app, e, "count:f2"), "0") == 0);
+  CHECK_EQ(wse_app_room_next(app, "f2", 2, -1), -1);
+  /* a leaves everything: f1 and f3 keep b */
+  CHECK_EQ(ws_text(app, a, "leave", 3), WSE_OK);
+  drain(app);
+  CHECK_EQ(live_rooms(app), 2);
+  CHECK(members_are(app, "f1", RCPTS(b)));
+  CHECK(members_are(app, "f3", RCPTS(b)));
+  /* b, the last member of both, closes: both gone */
+  CHECK_EQ(wse_app_close(app, (uint32_t)b, 1000, NULL, 0, 4), WSE_OK);
+  wse_app_actions_clear(app);
+  CHECK_EQ(live_rooms(app), 0);
+  CHECK_EQ(wse_app_room_next(app, "f1", 2, -1), -1);
+  CHECK_EQ(wse_app_room_next(app, "f3", 2, -1), -1);
+  CHECK(strcmp(ask(app, e, "count:f1"), "0") == 0);
+  CHECK_EQ(ws_text(app, e, "bcast:f3", 5), WSE_OK);
+  CHECK_EQ(last_rc, 0);
+  CHECK_EQ(drain(app), 0);
+  /* freed slots are used again: churn allocates nothing once warm */
+  for (int round = 0; round < 3; round++) {
+    ws_text(app, a, "join:g1", 6), ws_text(app, a, "join:g2", 6), ws_text(app, a, "leave", 6);
+    wse_app_actions_clear(app);
+  }
+  long allocs = cnt.allocs;
+  for (int round = 0; round < 200; round++) {
+    ws_text(app, a, "join:g1", 6), ws_text(app, e, "join:g1", 6), ws_text(app, a, "join:g2", 6);
+    ws_text(app, a, "leave", 6), ws_text(app, e, "part:g1", 6);
+    wse_app_actions_clear(app);
+  }
+  CHECK_EQ(cnt.allocs - allocs, 0);
+  CHECK_EQ(live_rooms(app), 0);
+  wse_app_free(app);
+  CHECK_EQ(cnt.live, 0);
+  CHECK_EQ(cnt.bad_sizes, 0);
+}
+
+/* A wake rebuilds every topic of every session from the ATTACHes. */
+static void test_topics_restore(void) {
+  wse_app_t *app = probe_app(&t_allocator);
+  uint8_t *att[5] = {0};
+  size_t lens[5];
+  int32_t hs[5], h[4];
+  wse_attachment_t d;
+  h[0] = ws_connect(app, "/p/r1?name=a", 1, 10);
+  h[1] = ws_connect(app, "/p/r2?name=b", 2, 11);
+  h[2] = ws_connect(app, "/ws?name=c", 3, 12);
+  h[3] = ws_connect(app, "/ws?name=d", 4, 13); /* in no topic */
+  drain(app);
+  static const char *const cmds[][2] = {{"0", "join:r2"}, {"0", "join:r3"}, {"1", "join:r1"},
+                                        {"2", "join:r3"}, {"2", "join:r2"}, {"0", "name:A"}};
+  for (size_t i = 0; i < sizeof cmds / sizeof *cmds; i++)
+    CHECK_EQ(ws_text(app, h[cmds[i][0][0] - '0'], cmds[i][1], 20), WSE_OK);
+  drain(app);
+  /* each session's current attachment, as its last ATTACH would be */
+  for (int i = 0; i < 4; i++) {
+    att[i] = malloc(WSE_ATTACHMENT_MAX);
+    long k = encode_session(app, wse_app_session(app, (uint32_t)h[i]), att[i], WSE_ATTACHMENT_MAX);
+    CHECK(k > 0);
+    lens[i] = (size_t)k;
+  }
+  /* they carry the topics */
+  CHECK(wse_attachment_decode(att[0], lens[0], &d) == WSE_OK && att_topics_are(&d, TOPICS("r1", "r2", "r3")));
+  CHECK(wse_attachment_decode(att[1], lens[1], &d) == WSE_OK && att_topics_are(&d, TOPICS("r2", "r1")));
+  CHECK(wse_attachment_decode(att[2], lens[2], &d) == WSE_OK && att_topics_are(&d, TOPICS("r3", "r2")));
+  CHECK(wse_attachment_decode(att[3], lens[3], &d) == WSE_OK && d.n_topics == 0);
+  {
+    /* hand-made: a topic listed twice (one membership), and a new one */
+    wse_attachment_t t = {0};
+    t.id = sid_of(5);
+    t.pattern = S("/ws");
+    t.n_topics = 3;
+    t.topics[0] = S("z");
+    t.topics[1] = S("r1");
+    t.topics[2] = S("z");
+    t.user = (const uint8_t *)"\x01" "e";
+    t.user_len = 2;
+    att[4] = malloc(WSE_ATTACHMENT_MAX);
+    lens[4] = (size_t)wse_attachment_encode(&t, att[4], WSE_ATTACHMENT_MAX);
+  }
+  wse_app_free(app);
+
+  app = probe_app(&t_allocator);
+  CHECK_EQ(wse_app_restore(app, (const uint8_t *const *)att, lens, 5, hs, 99), 5);
+  CHECK(topics_are(app, wse_app_session(app, (uint32_t)hs[0]), TOPICS("r1", "r2", "r3")));
+  CHECK(topics_are(app, wse_app_session(app, (uint32_t)hs[1]), TOPICS("r2", "r1")));
+  CHECK(topics_are(app, wse_app_session(app, (uint32_t)hs[2]), TOPICS("r3", "r2")));
+  CHECK(topics_are(app, wse_app_session(app, (uint32_t)hs[3]), NO_TOPICS));
+  CHECK(topics_are(app, wse_app_session(app, (uint32_t)hs[4]), TOPICS("z", "r1")));
+  {
+    wse_session_t *s = wse_app_session(app, (uint32_t)hs[0]);
+    CHECK_NAME(s->user, s->user_len, "A");
+    CHECK_DATA(s->user, s->user_len, "U", 1);
+  }
+  /* members in restore order, then each session's own order */
+  CHECK(members_are(app, "r1", RCPTS(hs[0], hs[1], hs[4])));
+  CHECK(members_are(app, "r2", RCPTS(hs[0], hs[1], hs[2])));
+  CHECK(members_are(app, "r3", RCPTS(hs[0], hs[2])));
+  CHECK(members_are(app, "z", RCPTS(hs[4])));
+  CHECK_EQ(live_rooms(app), 4);
+  CHECK(strcmp(ask(app, hs[3], "count:r2"), "3") == 0);
+  /* they work at once, and without an ATTACH */
+  CHECK_EQ(ws_text(app, hs[3], "bcast:r2", 100), WSE_OK);
+  CHECK_EQ(last_rc, 3);
+  CHECK_EQ(drain(app), 1);
+  CHECK(bcast_to(RCPTS(hs[0], hs[1], hs[2])));
+  CHECK_EQ(ws_text(app, hs[0], "bcastx:r3", 100), WSE_OK);
+  CHECK_EQ(drain(app), 1);
+  CHECK(bcast_to(RCPTS(hs[2])));
+  /* and change like any other: the next ATTACH has the new topics */
+  CHECK_EQ(ws_text(app, hs[0], "part:r2", 101), WSE_OK);
+  CHECK_EQ(drain(app), 1);
+  CHECK(decode_rec(&recs[0], &d) != NULL && att_topics_are(&d, TOPICS("r1", "r3")));
+  CHECK(members_are(app, "r2", RCPTS(hs[1], hs[2])));
+  /* the restored ones close and free their topics */
+  for (int i = 0; i < 5; i++) wse_app_close(app, (uint32_t)hs[i], 1001, NULL, 0, 200);
+  wse_app_actions_clear(app);
+  CHECK_EQ(live_rooms(app), 0);
+  for (int i = 0; i < 5; i++) free(att[i]);
   wse_app_free(app);
 }
 
@@ -720,12 +1327,19 @@ static void test_restore(void) {
   ws_connect(app, "/p/blue?name=c", 3, 12);
   int32_t h4 = ws_connect(app, "/ws?name=d", 4, 13);
   {
-    /* the largest session: max room and name, full user data */
+    /* the largest session: 16 topics of 128 bytes (topic i all 'A' + i),
+     * full user data */
+    char cmd[5 + WSE_TOPIC_MAX + 1];
+    int joined = 1;
+    for (int i = 0; i < WSE_TOPICS_MAX; i++) {
+      memcpy(cmd, "join:", 5);
+      memset(cmd + 5, 'A' + i, WSE_TOPIC_MAX);
+      cmd[5 + WSE_TOPIC_MAX] = 0;
+      joined &= ws_text(app, h4, cmd, 14) == WSE_OK && last_rc == WSE_OK;
+    }
+    CHECK(joined);
     wse_session_t *s = wse_app_session(app, (uint32_t)h4);
-    memset(s->room, 'r', WSE_ROOM_MAX);
-    s->room_len = WSE_ROOM_MAX;
-    memset(s->name, 'n', WSE_NAME_MAX);
-    s->name_len = WSE_NAME_MAX;
+    CHECK_EQ(s->n_topics, WSE_TOPICS_MAX);
     free(s->user); /* t_allocator: malloc/free */
     s->user = malloc(WSE_USERDATA_MAX);
     memcpy(s->user, big, WSE_USERDATA_MAX);
@@ -736,16 +1350,18 @@ static void test_restore(void) {
   for (int32_t h = 0; h < 4; h++) {
     wse_session_t *s = wse_app_session(app, (uint32_t)h);
     att[n] = malloc(WSE_ATTACHMENT_MAX);
-    long k = wse_attachment_encode(s, att[n], WSE_ATTACHMENT_MAX);
+    long k = encode_session(app, s, att[n], WSE_ATTACHMENT_MAX);
     CHECK(k > 0);
     lens[n++] = (size_t)k;
   }
-  CHECK_EQ(lens[3], 43 + WSE_ROOM_MAX + WSE_NAME_MAX + WSE_USERDATA_MAX + 3 /* "/ws" */ + 4);
+  CHECK_EQ(lens[3], 41 + 3 /* "/ws" */ + WSE_TOPICS_MAX * (1 + WSE_TOPIC_MAX) +
+                        WSE_USERDATA_MAX + 4);
   /* a corrupt one (bit flip in the name), a duplicate, a foreign one, a bad route */
   att[4] = malloc(lens[1]);
   memcpy(att[4], att[1], lens[1]);
   lens[4] = lens[1];
-  att[1][45] ^= 0x20;
+  CHECK_EQ(att[1][lens[1] - 6], 'b'); /* the blob "\x01" "bU", then the CRC */
+  att[1][lens[1] - 6] ^= 0x20;
   att[5] = malloc(lens[0]);
   memcpy(att[5], att[0], lens[0]); /* duplicate of entry 0 */
   lens[5] = lens[0];
@@ -758,7 +1374,7 @@ static void test_restore(void) {
     s.pattern_len = 11;
     s.id.b[0] ^= 1;
     att[7] = malloc(WSE_ATTACHMENT_MAX);
-    lens[7] = (size_t)wse_attachment_encode(&s, att[7], WSE_ATTACHMENT_MAX);
+    lens[7] = (size_t)encode_session(app, &s, att[7], WSE_ATTACHMENT_MAX);
   }
   wse_app_free(app);
 
@@ -774,21 +1390,35 @@ static void test_restore(void) {
   wse_app_stats_t st;
   wse_app_stats(app, &st);
   CHECK_EQ(st.sessions, 4);
-  CHECK_EQ(st.rooms, 3);
+  CHECK_EQ(st.rooms, 2 + WSE_TOPICS_MAX); /* red, blue and the 16 long ones */
   CHECK_EQ(st.restored, 4);
   CHECK_EQ(st.restores, 1);
   wse_session_t *s = wse_app_session(app, (uint32_t)hs[4]);
   CHECK(s && s->restored == 1);
-  CHECK_STR(s->name, s->name_len, "b");
-  CHECK_STR(s->room, s->room_len, "red");
-  CHECK_MEM(s->user, s->user_len, "U", 1);
-  CHECK(s->joined_at_ms == 11);
+  if (s) {
+    CHECK_NAME(s->user, s->user_len, "b");
+    CHECK(topics_are(app, s, TOPICS("red")));
+    CHECK_DATA(s->user, s->user_len, "U", 1);
+    CHECK(s->joined_at_ms == 11);
+  }
   wse_sid_t id2 = sid_of(2);
   CHECK(wse_app_find(app, &id2) == s);
   s = wse_app_session(app, (uint32_t)hs[3]);
-  CHECK(s && s->room_len == WSE_ROOM_MAX && s->name_len == WSE_NAME_MAX);
-  CHECK_MEM(s->user, s->user_len, big, WSE_USERDATA_MAX);
-  CHECK_EQ(s->route, 0);
+  CHECK(s && s->n_topics == WSE_TOPICS_MAX);
+  if (s) {
+    int same = 1;
+    for (size_t i = 0; i < WSE_TOPICS_MAX; i++) {
+      wse_str_t t = topic_of(app, s, i);
+      same &= t.n == WSE_TOPIC_MAX;
+      for (size_t k = 0; same && k < t.n; k++) same &= t.p[k] == (char)('A' + i);
+      /* each of them its own topic, this session its only member */
+      same &= wse_app_room_next(app, t.p, t.n, -1) == hs[3] &&
+              wse_app_room_next(app, t.p, t.n, hs[3]) == -1;
+    }
+    CHECK(same);
+    CHECK_MEM(s->user, s->user_len, big, WSE_USERDATA_MAX);
+    CHECK_EQ(s->route, 0);
+  }
   /* rooms rebuilt: members in restore order, and they work at once */
   CHECK_EQ(wse_app_room_next(app, "red", 3, -1), hs[0]);
   CHECK_EQ(wse_app_room_next(app, "red", 3, hs[0]), hs[4]);
@@ -810,7 +1440,7 @@ static void test_restore(void) {
   CHECK_EQ(st.restores, 5);
   CHECK_EQ(st.restored, 13);
   CHECK_EQ(st.sessions, 4); /* live counts untouched */
-  CHECK_EQ(st.rooms, 3);
+  CHECK_EQ(st.rooms, 2 + WSE_TOPICS_MAX);
   wse_app_stats_seed(app, 0, 0);
   wse_app_stats(app, &st);
   CHECK_EQ(st.restores, 5);
@@ -841,7 +1471,7 @@ static void test_arena_reuse(void) {
     ws_text(app, h[0], "bcast:room", 2);
     ws_text(app, h[1], "echo:0123456789", 2);
     ws_text(app, h[2], "multi", 2);
-    ws_text(app, h[2], "join:room", 2);
+    ws_text(app, h[2], "move:room", 2);
     drain(app);
   }
   long allocs = cnt.allocs;
@@ -849,7 +1479,7 @@ static void test_arena_reuse(void) {
     ws_text(app, h[0], "bcast:room", 2);
     ws_text(app, h[1], "echo:0123456789", 2);
     ws_text(app, h[2], "multi", 2);
-    ws_text(app, h[2], "join:room", 2);
+    ws_text(app, h[2], "move:room", 2);
     wse_app_actions_clear(app);
   }
   CHECK_EQ(cnt.allocs - allocs, 0);
@@ -947,19 +1577,24 @@ static void test_alloc_failures(void) {
       ws_text(app, a, "multi", 2);
       ws_text(app, b, "bcast:r", 2);
       ws_text(app, b, "echo:hello", 2);
+      ws_text(app, b, "join:r2", 2);
+      ws_text(app, b, "join:r3", 2);
+      ws_text(app, b, "part:r2", 2);
+      ws_text(app, a, "move:r3", 2);
       wse_app_actions_clear(app);
       uint8_t buf[256];
       const uint8_t *att[1] = {buf};
       size_t len[1];
       int32_t hs[1];
-      wse_session_t s = {0};
+      wse_attachment_t s = {0};
       s.id = sid_of(7);
-      s.room_len = 1;
-      s.room[0] = 'q';
-      s.user = (uint8_t *)"ud";
+      s.n_topics = 3;
+      s.topics[0] = S("q");
+      s.topics[1] = S("r3");
+      s.topics[2] = S("q2");
+      s.user = (const uint8_t *)"ud";
       s.user_len = 2;
-      s.pattern = "/p/:room";
-      s.pattern_len = 8;
+      s.pattern = S("/p/:room");
       len[0] = (size_t)wse_attachment_encode(&s, buf, sizeof buf);
       long r = wse_app_restore(app, att, len, 1, hs, 3);
       if (r == 1 && a >= 0 && b >= 0 && cnt.allocs < k) completed = 1;
@@ -1198,6 +1833,12 @@ int main(void) {
   test_upgrade();
   test_handlers();
   test_rooms();
+  test_topics_broadcast();
+  test_topics_limit();
+  test_topics_upgrade();
+  test_topics_order();
+  test_topics_free();
+  test_topics_restore();
   test_send_close();
   test_direct_send();
   test_http();

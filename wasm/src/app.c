@@ -1,6 +1,7 @@
 /* app.c — the application layer: routes, handler contexts, the session map
- * (slots with a free list and generations, an id hash), rooms (a hash of
- * names to doubly linked member lists) and the action queue. Handlers never
+ * (slots with a free list and generations, an id hash), topics (a hash of
+ * names to doubly linked member lists of memberships; a session belongs to
+ * up to WSE_TOPICS_MAX of them) and the action queue. Handlers never
  * do I/O: each operation becomes an action the host executes. Action bytes
  * live in an arena of blocks that stay put until wse_app_actions_clear,
  * which folds them into one reused block: no allocation in steady state. */
@@ -10,19 +11,35 @@
 #define F_OPEN 1u
 #define ARENA_MIN 4096u
 #define ARENA_KEEP ((size_t)1 << 20) /* bigger arenas are released at clear */
-#define ATT_FIXED 47u                /* attachment bytes besides the fields */
+#define ATT_FIXED 45u                /* attachment bytes besides the fields */
 
 typedef struct route_ent {
   wse_route_t r;
   wse_config_t cfg; /* the route's own copy when r.config was given */
 } route_ent_t;
 
+/* A topic ("room"): its members are memberships, linked in join order. A
+ * slot lives while memberships refer to it (refs), members or not yet. Its
+ * name has a block of its own (made with the slot, kept when the slot is
+ * free): wse_app_session_topic hands out pointers to it, which must stay
+ * put when the slot array grows. */
 typedef struct room {
-  int32_t head, tail, hnext; /* members by handle; hash chain / free list */
-  uint32_t count;
+  int32_t head, tail, hnext; /* member memberships; hash chain / free list */
+  uint32_t count;            /* linked members (open sessions) */
+  uint32_t refs;             /* memberships, linked or pending */
   uint8_t len; /* 0 = free slot */
-  char name[WSE_ROOM_MAX];
+  char *name;  /* WSE_TOPIC_MAX bytes */
 } room_t;
+
+/* A session's membership of one topic: in the topic's member list once the
+ * session is open (linked), and in the session's own list (snext, join
+ * order); free slots chain through snext. */
+typedef struct memb {
+  int32_t sess, room;
+  int32_t next, prev; /* the topic's member list (linked only) */
+  int32_t snext;      /* the session's list, or the free list */
+  uint8_t linked;
+} memb_t;
 
 typedef struct blk {
   struct blk *next;
@@ -43,6 +60,9 @@ struct wse_app {
   int32_t *sb, *rb; /* hash buckets: sessions by id, rooms by name */
   room_t *rm;
   size_t n_rm, cap_rm, rb_n;
+  memb_t *mb;
+  size_t n_mb, cap_mb;
+  int32_t free_mb;
   wse_action_t *act;
   size_t n_act, cap_act;
   blk_t *arena;
@@ -185,7 +205,7 @@ static int32_t sess_new(wse_app_t *a, const wse_sid_t *id) {
   s->id = *id;
   s->handle = (uint32_t)h;
   s->wse__gen = gen;
-  s->wse__rnext = s->wse__rprev = s->wse__room = -1;
+  s->wse__memb = -1;
   slink(a, h);
   a->st.sessions++;
   return h;
@@ -196,7 +216,7 @@ static int32_t *rbucket(wse_app_t *a, const char *name, size_t n) {
 }
 
 static int32_t room_find(wse_app_t *a, const char *name, size_t n) {
-  if (!name || !n || n > WSE_ROOM_MAX) return -1;
+  if (!name || !n || n > WSE_TOPIC_MAX) return -1;
   for (int32_t r = *rbucket(a, name, n); r >= 0; r = a->rm[r].hnext)
     if (a->rm[r].len == n && wse__memeq(a->rm[r].name, name, n)) return r;
   return -1;
@@ -208,64 +228,145 @@ static void rlink(wse_app_t *a, int32_t r) {
   *k = r;
 }
 
-/* Make an open session a member of the room named in s->room (at the tail:
- * members are visited in join order). */
-static int room_link(wse_app_t *a, wse_session_t *s) {
-  int32_t r = room_find(a, s->room, s->room_len), h = (int32_t)s->handle;
-  if (r < 0) {
-    if ((r = a->free_rm) >= 0) {
-      a->free_rm = a->rm[r].hnext;
-    } else {
-      room_t *q = grow(a, a->rm, &a->cap_rm, a->n_rm + 1, sizeof *q);
-      if (!q) return WSE_ENOMEM;
-      a->rm = q;
-      if (rebucket(a, &a->rb, &a->rb_n, a->cap_rm))
-        for (size_t i = 0; i < a->n_rm; i++)
-          if (a->rm[i].len) rlink(a, (int32_t)i);
-      r = (int32_t)a->n_rm++;
+/* The topic's slot, made when missing. */
+static int32_t room_get(wse_app_t *a, const char *name, size_t n) {
+  int32_t r = room_find(a, name, n);
+  if (r >= 0) return r;
+  if ((r = a->free_rm) >= 0) {
+    a->free_rm = a->rm[r].hnext;
+  } else {
+    char *nm = wse__alloc(&a->a, WSE_TOPIC_MAX);
+    room_t *q = nm ? grow(a, a->rm, &a->cap_rm, a->n_rm + 1, sizeof *q) : NULL;
+    if (!q) {
+      wse__free(&a->a, nm, WSE_TOPIC_MAX);
+      return WSE_ENOMEM;
     }
-    room_t *m = &a->rm[r];
-    m->head = m->tail = -1;
-    m->count = 0;
-    m->len = s->room_len;
-    wse__memcpy(m->name, s->room, s->room_len);
-    rlink(a, r);
-    a->st.rooms++;
+    a->rm = q;
+    if (rebucket(a, &a->rb, &a->rb_n, a->cap_rm))
+      for (size_t i = 0; i < a->n_rm; i++)
+        if (a->rm[i].len) rlink(a, (int32_t)i);
+    r = (int32_t)a->n_rm++;
+    a->rm[r].name = nm;
   }
   room_t *m = &a->rm[r];
-  s->wse__room = r;
-  s->wse__rnext = -1;
-  s->wse__rprev = m->tail;
-  if (m->tail >= 0) a->s[m->tail].wse__rnext = h;
-  else m->head = h;
-  m->tail = h;
-  m->count++;
+  m->head = m->tail = -1;
+  m->count = m->refs = 0;
+  m->len = (uint8_t)n;
+  wse__memmove(m->name, name, n); /* name may be this free slot's old one */
+  rlink(a, r);
+  return r;
+}
+
+static void room_unref(wse_app_t *a, int32_t r) {
+  room_t *m = &a->rm[r];
+  if (--m->refs) return;
+  int32_t *k = rbucket(a, m->name, m->len);
+  while (*k != r) k = &a->rm[*k].hnext;
+  *k = m->hnext;
+  m->len = 0;
+  m->hnext = a->free_rm;
+  a->free_rm = r;
+}
+
+/* Into the topic's member list, at the tail: members are visited in join
+ * order. */
+static void memb_link(wse_app_t *a, int32_t k) {
+  memb_t *x = &a->mb[k];
+  room_t *m = &a->rm[x->room];
+  if (x->linked) return;
+  x->linked = 1;
+  x->next = -1;
+  x->prev = m->tail;
+  if (m->tail >= 0) a->mb[m->tail].next = k;
+  else m->head = k;
+  m->tail = k;
+  if (m->count++ == 0) a->st.rooms++;
+}
+
+static void memb_unlink(wse_app_t *a, int32_t k) {
+  memb_t *x = &a->mb[k];
+  room_t *m = &a->rm[x->room];
+  if (!x->linked) return;
+  if (x->prev >= 0) a->mb[x->prev].next = x->next;
+  else m->head = x->next;
+  if (x->next >= 0) a->mb[x->next].prev = x->prev;
+  else m->tail = x->prev;
+  x->linked = 0;
+  x->next = x->prev = -1;
+  if (--m->count == 0) a->st.rooms--;
+}
+
+/* The session's membership of topic r, or -1 (*prev: the one before it). */
+static int32_t memb_of(wse_app_t *a, const wse_session_t *s, int32_t r,
+                       int32_t *prev) {
+  int32_t p = -1;
+  for (int32_t k = s->wse__memb; k >= 0; p = k, k = a->mb[k].snext)
+    if (a->mb[k].room == r) {
+      if (prev) *prev = p;
+      return k;
+    }
+  return -1;
+}
+
+/* Record s in topic `name` (at the end of its own list); linked when open. */
+static int memb_add(wse_app_t *a, wse_session_t *s, const char *name,
+                    size_t n) {
+  int32_t r = room_get(a, name, n), k;
+  if (r < 0) return r;
+  if (memb_of(a, s, r, NULL) >= 0) return WSE_OK;
+  if (s->n_topics >= WSE_TOPICS_MAX) {
+    if (!a->rm[r].refs) a->rm[r].refs = 1, room_unref(a, r);
+    return WSE_ENOSPC;
+  }
+  if ((k = a->free_mb) >= 0) {
+    a->free_mb = a->mb[k].snext;
+  } else {
+    memb_t *q = grow(a, a->mb, &a->cap_mb, a->n_mb + 1, sizeof *q);
+    if (!q) {
+      if (!a->rm[r].refs) a->rm[r].refs = 1, room_unref(a, r);
+      return WSE_ENOMEM;
+    }
+    a->mb = q;
+    k = (int32_t)a->n_mb++;
+  }
+  memb_t *x = &a->mb[k];
+  x->sess = (int32_t)s->handle;
+  x->room = r;
+  x->next = x->prev = x->snext = -1;
+  x->linked = 0;
+  a->rm[r].refs++;
+  int32_t *t = &s->wse__memb;
+  while (*t >= 0) t = &a->mb[*t].snext;
+  *t = k;
+  s->n_topics++;
+  if (s->wse__flags & F_OPEN) memb_link(a, k);
   return WSE_OK;
 }
 
-static void room_unlink(wse_app_t *a, wse_session_t *s) {
-  int32_t r = s->wse__room;
-  if (r < 0) return;
-  room_t *m = &a->rm[r];
-  if (s->wse__rprev >= 0) a->s[s->wse__rprev].wse__rnext = s->wse__rnext;
-  else m->head = s->wse__rnext;
-  if (s->wse__rnext >= 0) a->s[s->wse__rnext].wse__rprev = s->wse__rprev;
-  else m->tail = s->wse__rprev;
-  s->wse__room = s->wse__rnext = s->wse__rprev = -1;
-  if (--m->count == 0) {
-    int32_t *k = rbucket(a, m->name, m->len);
-    while (*k != r) k = &a->rm[*k].hnext;
-    *k = m->hnext;
-    m->len = 0;
-    m->hnext = a->free_rm;
-    a->free_rm = r;
-    a->st.rooms--;
-  }
+static void memb_drop(wse_app_t *a, wse_session_t *s, int32_t k, int32_t prev) {
+  memb_t *x = &a->mb[k];
+  memb_unlink(a, k);
+  if (prev >= 0) a->mb[prev].snext = x->snext;
+  else s->wse__memb = x->snext;
+  room_unref(a, x->room);
+  x->sess = x->room = -1;
+  x->snext = a->free_mb;
+  a->free_mb = k;
+  s->n_topics--;
+}
+
+static void memb_drop_all(wse_app_t *a, wse_session_t *s) {
+  while (s->wse__memb >= 0) memb_drop(a, s, s->wse__memb, -1);
+}
+
+/* An opening (or restored) session becomes a member of what it joined. */
+static void memb_link_all(wse_app_t *a, wse_session_t *s) {
+  for (int32_t k = s->wse__memb; k >= 0; k = a->mb[k].snext) memb_link(a, k);
 }
 
 static void sess_free(wse_app_t *a, int32_t h) {
   wse_session_t *s = &a->s[h];
-  room_unlink(a, s);
+  memb_drop_all(a, s);
   int32_t *k = sbucket(a, &s->id);
   while (*k != h) k = &a->s[*k].wse__hnext;
   *k = s->wse__hnext;
@@ -281,12 +382,28 @@ static void sess_free(wse_app_t *a, int32_t h) {
 
 int32_t wse_app_room_next(wse_app_t *a, const char *room, size_t n,
                           int32_t h) {
+  int32_t r = room_find(a, room, n), k;
+  if (r < 0) return -1;
   if (h < 0) {
-    int32_t r = room_find(a, room, n);
-    return r < 0 ? -1 : a->rm[r].head;
+    k = a->rm[r].head;
+  } else {
+    wse_session_t *s = wse_app_session(a, (uint32_t)h);
+    if (!s || (k = memb_of(a, s, r, NULL)) < 0 || !a->mb[k].linked) return -1;
+    k = a->mb[k].next;
   }
-  wse_session_t *s = wse_app_session(a, (uint32_t)h);
-  return s ? s->wse__rnext : -1;
+  return k < 0 ? -1 : a->mb[k].sess;
+}
+
+int wse_app_session_topic(const wse_app_t *a, const wse_session_t *s,
+                          size_t i, wse_str_t *out) {
+  if (!a || !s || !out) return WSE_EINVAL;
+  int32_t k = s->wse__memb;
+  while (k >= 0 && i--) k = a->mb[k].snext;
+  if (k < 0) return out->p = NULL, out->n = 0, WSE_ENOTFOUND;
+  const room_t *m = &a->rm[a->mb[k].room];
+  out->p = m->name;
+  out->n = m->len;
+  return WSE_OK;
 }
 
 /* ---- actions ---------------------------------------------------------- */
@@ -368,11 +485,26 @@ static int queue_close(wse_app_t *a, wse_session_t *s, unsigned code,
 }
 
 static int queue_attach(wse_app_t *a, wse_session_t *s) {
-  size_t n = ATT_FIXED + s->room_len + s->name_len + s->user_len + s->pattern_len;
+  wse_attachment_t t;
+  size_t n = ATT_FIXED + s->pattern_len + s->user_len;
+  t.id = s->id;
+  t.joined_at_ms = s->joined_at_ms;
+  t.last_seen_ms = s->last_seen_ms;
+  t.pattern.p = s->pattern;
+  t.pattern.n = s->pattern_len;
+  t.n_topics = 0;
+  for (int32_t k = s->wse__memb; k >= 0; k = a->mb[k].snext) {
+    const room_t *m = &a->rm[a->mb[k].room];
+    t.topics[t.n_topics].p = m->name;
+    t.topics[t.n_topics++].n = m->len;
+    n += 1 + m->len;
+  }
+  t.user = s->user;
+  t.user_len = s->user_len;
   uint8_t *b = arena(a, n);
   wse_action_t *x = b ? act(a, WSE_ACT_ATTACH, s->handle) : NULL;
   if (!x) return WSE_ENOMEM;
-  long k = wse_attachment_encode(s, b, n);
+  long k = wse_attachment_encode(&t, b, n);
   if (k < 0) return a->n_act--, (int)k;
   x->data = b;
   x->len = (size_t)k;
@@ -457,8 +589,9 @@ int wse_broadcast(wse_ctx_t *c, const char *room, size_t room_len,
   wse_action_t *x = queue_msg(a, WSE_ACT_BROADCAST, 0, opcode, p, n, cap);
   if (!x) return WSE_ENOMEM;
   uint32_t *rec = (uint32_t *)(void *)(x->frame - cap * sizeof *rec);
-  for (h = a->rm[r].head; h >= 0; h = a->s[h].wse__rnext) {
+  for (int32_t mk = a->rm[r].head; mk >= 0; mk = a->mb[mk].next) {
     size_t k = 0;
+    h = a->mb[mk].sess;
     if (by_handle)
       while (k < nh && exh[k] != h) k++;
     if (by_handle ? k < nh : excluded(&a->s[h], except, n_except)) continue;
@@ -483,27 +616,34 @@ int wse_close_session(wse_ctx_t *c, const wse_sid_t *id, unsigned code,
   return queue_close(c->app, wse_app_find(c->app, id), code, reason, n);
 }
 
-/* In on_upgrade the session is not open yet: the room is recorded and the
+/* In on_upgrade the session is not open yet: the topic is recorded and the
  * session becomes a member when it opens. */
 int wse_join(wse_ctx_t *c, const char *room, size_t n) {
   wse_session_t *s = c->s;
-  if (!s || !room || !n || n > WSE_ROOM_MAX ||
+  if (!s || !room || !n || n > WSE_TOPIC_MAX ||
       !wse_utf8_valid((const uint8_t *)room, n))
     return WSE_EINVAL;
-  if (s->room_len == n && wse__memeq(s->room, room, n)) return WSE_OK;
-  room_unlink(c->app, s);
-  wse__memmove(s->room, room, n);
-  s->room_len = (uint8_t)n;
+  uint8_t had = s->n_topics;
+  int rc = memb_add(c->app, s, room, n);
+  c->dirty |= s->n_topics != had;
+  return rc;
+}
+
+int wse_leave_topic(wse_ctx_t *c, const char *room, size_t n) {
+  wse_session_t *s = c->s;
+  int32_t r, k, prev;
+  if (!s) return WSE_EINVAL;
+  if ((r = room_find(c->app, room, n)) < 0 || (k = memb_of(c->app, s, r, &prev)) < 0)
+    return WSE_ENOTFOUND;
+  memb_drop(c->app, s, k, prev);
   c->dirty = 1;
-  if (is_open(s) && room_link(c->app, s)) return s->room_len = 0, WSE_ENOMEM;
   return WSE_OK;
 }
 
 int wse_leave(wse_ctx_t *c) {
   if (!c->s) return WSE_EINVAL;
-  room_unlink(c->app, c->s);
-  c->dirty |= c->s->room_len != 0;
-  c->s->room_len = 0;
+  c->dirty |= c->s->n_topics != 0;
+  memb_drop_all(c->app, c->s);
   return WSE_OK;
 }
 
@@ -512,14 +652,8 @@ size_t wse_room_count(wse_ctx_t *c, const char *room, size_t n) {
   return r < 0 ? 0 : c->app->rm[r].count;
 }
 
-int wse_set_name(wse_ctx_t *c, const char *name, size_t n) {
-  if (!c->s || n > WSE_NAME_MAX || (n && !name) ||
-      !wse_utf8_valid((const uint8_t *)name, n))
-    return WSE_EINVAL;
-  wse__memmove(c->s->name, name, n);
-  c->s->name_len = (uint8_t)n;
-  c->dirty = 1;
-  return WSE_OK;
+int wse_ctx_topic(wse_ctx_t *c, size_t i, wse_str_t *out) {
+  return wse_app_session_topic(c->app, c->s, i, out);
 }
 
 int wse_set_user(wse_ctx_t *c, const void *p, size_t n) {
@@ -708,7 +842,7 @@ int wse_app_new(wse_app_t **out, const wse_allocator_t *al,
   a->a = *al;
   if (defaults) a->defaults = *defaults;
   else wse_config_default(&a->defaults);
-  a->free_s = a->free_rm = -1;
+  a->free_s = a->free_rm = a->free_mb = -1;
   if (!rebucket(a, &a->sb, &a->sb_n, 16) ||
       !rebucket(a, &a->rb, &a->rb_n, 16) || rbuf_reserve(a, 256)) {
     wse_app_free(a);
@@ -725,14 +859,16 @@ void wse_app_free(wse_app_t *a) {
   const wse_allocator_t al = a->a;
   for (size_t i = 0; i < a->n_s; i++)
     if (a->s[i].wse__gen & 1) wse__free(&al, a->s[i].user, a->s[i].user_len);
+  for (size_t i = 0; i < a->n_rm; i++) wse__free(&al, a->rm[i].name, WSE_TOPIC_MAX);
   for (blk_t *b = a->arena, *next; b; b = next) {
     next = b->next;
     wse__free(&al, b, sizeof *b + b->cap);
   }
-  void *p[] = {a->routes, a->http, a->s, a->sb, a->rm, a->rb, a->act, a->rbuf, a};
+  void *p[] = {a->routes, a->http, a->s, a->sb, a->rm, a->rb, a->mb, a->act, a->rbuf, a};
   size_t n[] = {a->cap_routes * sizeof *a->routes, a->cap_http * sizeof *a->http,
                 a->cap_s * sizeof *a->s, a->sb_n * sizeof *a->sb,
                 a->cap_rm * sizeof *a->rm, a->rb_n * sizeof *a->rb,
+                a->cap_mb * sizeof *a->mb,
                 a->cap_act * sizeof *a->act, a->rbuf_cap, sizeof *a};
   for (size_t i = 0; i < sizeof p / sizeof *p; i++) wse__free(&al, p[i], n[i]);
 }
@@ -851,7 +987,7 @@ int wse_app_open(wse_app_t *a, uint32_t h, uint64_t now_ms) {
   wse_ctx_t c;
   if (!s || is_open(s)) return s ? WSE_EINVAL : WSE_ENOTFOUND;
   s->wse__flags |= F_OPEN;
-  if (s->room_len && room_link(a, s)) return s->room_len = 0, WSE_ENOMEM;
+  memb_link_all(a, s);
   ctx_init(&c, a, s, K_WS, now_ms);
   c.dirty = 1;
   const wse_route_t *rt = &a->routes[s->route].r;
@@ -953,38 +1089,36 @@ static int route_by_pattern(wse_app_t *a, const char *p, size_t n) {
 long wse_app_restore(wse_app_t *a, const uint8_t *const *att,
                      const size_t *lens, size_t n, int32_t *handles,
                      uint64_t now_ms) {
-  uint8_t ub[WSE_USERDATA_MAX];
-  wse_session_t t;
+  wse_attachment_t t;
   long done = 0;
   (void)now_ms;
   a->st.restores++;
   for (size_t i = 0; i < n; i++) {
-    int32_t h = wse_attachment_decode(att[i], lens[i], &t, ub);
-    int ri = h == WSE_OK ? route_by_pattern(a, t.pattern, t.pattern_len) : -1;
+    int32_t h = wse_attachment_decode(att[i], lens[i], &t);
+    int ri = h == WSE_OK ? route_by_pattern(a, t.pattern.p, t.pattern.n) : -1;
     if (h == WSE_OK && ri < 0) h = WSE_ATT_EROUTE;
     if (h == WSE_OK) h = sess_new(a, &t.id);
     if (h >= 0) {
       wse_session_t *s = &a->s[h];
       uint8_t *user = t.user_len ? wse__alloc(&a->a, t.user_len) : NULL;
+      int rc = t.user_len && !user ? WSE_ENOMEM : WSE_OK;
       s->route = (uint16_t)ri;
       s->pattern = a->routes[ri].r.pattern;
-      s->pattern_len = t.pattern_len;
-      s->room_len = t.room_len;
-      s->name_len = t.name_len;
-      wse__memcpy(s->room, t.room, t.room_len);
-      wse__memcpy(s->name, t.name, t.name_len);
+      s->pattern_len = (uint8_t)t.pattern.n;
       s->joined_at_ms = t.joined_at_ms;
       s->last_seen_ms = t.last_seen_ms;
       s->restored = 1;
       s->wse__flags = F_OPEN;
-      if ((t.user_len && !user) || (s->room_len && room_link(a, s))) {
+      for (size_t k = 0; k < t.n_topics && rc == WSE_OK; k++)
+        rc = memb_add(a, s, t.topics[k].p, t.topics[k].n);
+      if (rc != WSE_OK) {
         wse__free(&a->a, user, t.user_len);
         sess_free(a, h);
-        h = WSE_ENOMEM;
+        h = rc;
       } else {
-        if (user) wse__memcpy(user, ub, t.user_len);
+        if (user) wse__memcpy(user, t.user, t.user_len);
         s->user = user;
-        s->user_len = t.user_len;
+        s->user_len = (uint16_t)t.user_len;
         done++;
       }
     }

@@ -5,15 +5,16 @@
  * distinct error and never yields a partial session.
  *
  * Layout (version 2, integers little-endian):
- *   0  "WSE"          3  version (2)      4  flags (0)
- *   5  pattern_len u16                    7  room_len u8   8  name_len u8
- *   9  user_len u16   11 id[16]           27 joined_at u64 35 last_seen u64
- *   43 room, name, user data, the route's pattern, then CRC-32 (IEEE) of
- *   everything before it. The route is named by its pattern, never by its
- *   position in the route table, which a deploy may change. */
+ *   0  "WSE"           3  version (2)       4  flags (0)
+ *   5  pattern_len u8  6  n_topics u8       7  user_len u16
+ *   9  id[16]          25 joined_at u64     33 last_seen u64
+ *   41 the route's pattern, the topics (each: length u8, bytes), the user
+ *   data, then CRC-32 (IEEE) of everything before it. The route is named by
+ *   its pattern, never by its position in the route table, which a deploy
+ *   may change. */
 #include "internal.h"
 
-#define ATT_HDR 43
+#define ATT_HDR 41
 
 static const char b64url[] =
     "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
@@ -72,73 +73,84 @@ static uint64_t get_le(const uint8_t *p, int n) {
   return v;
 }
 
-long wse_attachment_encode(const wse_session_t *s, uint8_t *buf, size_t cap) {
-  if (!s || s->room_len > WSE_ROOM_MAX || s->name_len > WSE_NAME_MAX ||
-      s->user_len > WSE_USERDATA_MAX || (s->user_len && !s->user) ||
-      (s->pattern_len && !s->pattern) ||
-      !wse_utf8_valid((const uint8_t *)s->room, s->room_len) ||
-      !wse_utf8_valid((const uint8_t *)s->name, s->name_len))
+static int topic_ok(wse_str_t t) {
+  return t.p && t.n >= 1 && t.n <= WSE_TOPIC_MAX &&
+         wse_utf8_valid((const uint8_t *)t.p, t.n);
+}
+
+long wse_attachment_encode(const wse_attachment_t *a, uint8_t *buf,
+                           size_t cap) {
+  if (!a || a->n_topics > WSE_TOPICS_MAX || a->pattern.n > WSE_PATTERN_MAX ||
+      (a->pattern.n && !a->pattern.p) || a->user_len > WSE_USERDATA_MAX ||
+      (a->user_len && !a->user))
     return WSE_EINVAL; /* what the decoder would refuse is never written */
-  size_t n = ATT_HDR + s->room_len + s->name_len + s->user_len + s->pattern_len + 4;
+  size_t n = ATT_HDR + a->pattern.n + a->user_len + 4;
+  for (size_t i = 0; i < a->n_topics; i++) {
+    if (!topic_ok(a->topics[i])) return WSE_EINVAL;
+    n += 1 + a->topics[i].n;
+  }
   if (!buf || cap < n) return WSE_ENOSPC;
   uint8_t *p = buf;
   p[0] = 'W', p[1] = 'S', p[2] = 'E', p[3] = WSE_ATTACHMENT_VERSION, p[4] = 0;
-  put_le(p + 5, s->pattern_len, 2);
-  p[7] = s->room_len;
-  p[8] = s->name_len;
-  put_le(p + 9, s->user_len, 2);
-  wse__memcpy(p + 11, s->id.b, 16);
-  put_le(p + 27, s->joined_at_ms, 8);
-  put_le(p + 35, s->last_seen_ms, 8);
+  p[5] = (uint8_t)a->pattern.n;
+  p[6] = (uint8_t)a->n_topics;
+  put_le(p + 7, a->user_len, 2);
+  wse__memcpy(p + 9, a->id.b, 16);
+  put_le(p + 25, a->joined_at_ms, 8);
+  put_le(p + 33, a->last_seen_ms, 8);
   p += ATT_HDR;
-  wse__memcpy(p, s->room, s->room_len);
-  p += s->room_len;
-  wse__memcpy(p, s->name, s->name_len);
-  p += s->name_len;
-  if (s->user_len) wse__memcpy(p, s->user, s->user_len);
-  p += s->user_len;
-  if (s->pattern_len) wse__memcpy(p, s->pattern, s->pattern_len);
+  if (a->pattern.n) wse__memcpy(p, a->pattern.p, a->pattern.n);
+  p += a->pattern.n;
+  for (size_t i = 0; i < a->n_topics; i++) {
+    *p++ = (uint8_t)a->topics[i].n;
+    wse__memcpy(p, a->topics[i].p, a->topics[i].n);
+    p += a->topics[i].n;
+  }
+  if (a->user_len) wse__memcpy(p, a->user, a->user_len);
   put_le(buf + n - 4, crc32(buf, n - 4), 4);
   return (long)n;
 }
 
-int wse_attachment_decode(const uint8_t *p, size_t n, wse_session_t *s,
-                          uint8_t *user_buf) {
-  if ((!p && n) || !s) return WSE_EINVAL;
+int wse_attachment_decode(const uint8_t *p, size_t n, wse_attachment_t *out) {
+  if ((!p && n) || !out) return WSE_EINVAL;
   if (n > WSE_ATTACHMENT_MAX) return WSE_ATT_ESIZE;
   /* a prefix of our magic is ours, cut short; anything else is foreign */
   if (!wse__memeq(p, "WSE", n < 3 ? n : 3)) return WSE_ATT_EMAGIC;
   if (n < 4) return WSE_ATT_ETRUNC;
   if (p[3] != WSE_ATTACHMENT_VERSION) return WSE_ATT_EVERSION;
-  if (n < ATT_HDR) return WSE_ATT_ETRUNC;
-  size_t pl = (size_t)get_le(p + 5, 2), rl = p[7], nl = p[8],
-         ul = (size_t)get_le(p + 9, 2);
-  if (rl > WSE_ROOM_MAX || nl > WSE_NAME_MAX || pl > WSE_PATTERN_MAX)
-    return WSE_ATT_EFIELD;
+  if (n < ATT_HDR + 4) return WSE_ATT_ETRUNC;
+  size_t pl = p[5], nt = p[6], ul = (size_t)get_le(p + 7, 2);
+  if (nt > WSE_TOPICS_MAX) return WSE_ATT_EFIELD;
   if (ul > WSE_USERDATA_MAX) return WSE_ATT_ESIZE;
-  size_t want = ATT_HDR + rl + nl + ul + pl + 4;
+  /* walk the topic lengths (inside the bytes we have) to the total size */
+  size_t want = ATT_HDR + pl, at;
+  wse_str_t topics[WSE_TOPICS_MAX];
+  for (size_t i = 0; i < nt; i++) {
+    if (want + 1 > n - 4) return WSE_ATT_ETRUNC;
+    size_t tl = p[want];
+    if (tl < 1 || tl > WSE_TOPIC_MAX) return WSE_ATT_EFIELD;
+    topics[i].p = (const char *)p + want + 1;
+    topics[i].n = tl;
+    want += 1 + tl;
+  }
+  at = want;
+  want += ul + 4;
   if (n < want) return WSE_ATT_ETRUNC;
   if (n > want) return WSE_ATT_EFIELD; /* trailing bytes: lengths disagree */
   if (crc32(p, n - 4) != (uint32_t)get_le(p + n - 4, 4))
     return WSE_ATT_ECHECKSUM;
-  const uint8_t *room = p + ATT_HDR, *name = room + rl, *user = name + nl,
-                *pattern = user + ul;
-  if (p[4] != 0 || !wse_utf8_valid(room, rl) || !wse_utf8_valid(name, nl))
-    return WSE_ATT_EFIELD;
-  if (ul && !user_buf) return WSE_EINVAL;
+  if (p[4] != 0) return WSE_ATT_EFIELD;
+  for (size_t i = 0; i < nt; i++)
+    if (!topic_ok(topics[i])) return WSE_ATT_EFIELD;
   /* valid: commit */
-  wse__memcpy(s->id.b, p + 11, 16);
-  s->route = 0xFFFF; /* the app maps the pattern to its own route */
-  s->pattern = (const char *)pattern;
-  s->pattern_len = (uint8_t)pl;
-  s->room_len = (uint8_t)rl;
-  s->name_len = (uint8_t)nl;
-  wse__memcpy(s->room, room, rl);
-  wse__memcpy(s->name, name, nl);
-  s->joined_at_ms = get_le(p + 27, 8);
-  s->last_seen_ms = get_le(p + 35, 8);
-  if (ul) wse__memcpy(user_buf, user, ul);
-  s->user = user_buf;
-  s->user_len = (uint16_t)ul;
+  wse__memcpy(out->id.b, p + 9, 16);
+  out->joined_at_ms = get_le(p + 25, 8);
+  out->last_seen_ms = get_le(p + 33, 8);
+  out->pattern.p = (const char *)p + ATT_HDR;
+  out->pattern.n = pl;
+  out->n_topics = nt;
+  for (size_t i = 0; i < nt; i++) out->topics[i] = topics[i];
+  out->user = ul ? p + at : NULL;
+  out->user_len = ul;
   return WSE_OK;
 }

@@ -75,21 +75,23 @@ static void test_upgrade_checks(void) {
                          "?name=12345678901234567890123456789012",
                          1, 1);
   CHECK(h >= 0);
+  /* the room is the session's one topic, the name its user blob */
   wse_session_t *s = wse_app_session(app, (uint32_t)h);
-  CHECK_EQ(s->room_len, 64);
-  CHECK_EQ(s->name_len, 32);
+  CHECK_EQ(s->n_topics, 1);
+  CHECK_EQ(topic_of(app, s, 0).n, 64);
+  CHECK_EQ(s->user_len, 32);
   h = ws_connect(app, "/chat/a.B-c_9?name=J%C3%B6rg+%C2%A0x&other=1", 2, 1);
   CHECK(h >= 0);
   s = wse_app_session(app, (uint32_t)h);
-  CHECK_STR(s->name, s->name_len, "J\xc3\xb6rg \xc2\xa0x");
-  CHECK_STR(s->room, s->room_len, "a.B-c_9");
+  CHECK_STR(s->user, s->user_len, "J\xc3\xb6rg \xc2\xa0x");
+  CHECK(topics_are(app, s, (const char *const[]){"a.B-c_9", NULL}));
   /* no name: guest- and the first 6 characters of the id */
   h = ws_connect(app, "/chat/r", 3, 1);
   CHECK(h >= 0);
   sidstr_t id3 = sid_str(3);
   snprintf(want, sizeof want, "guest-%.6s", id3.s);
   s = wse_app_session(app, (uint32_t)h);
-  CHECK_STR(s->name, s->name_len, want);
+  CHECK_STR(s->user, s->user_len, want);
   drain(app);
 
   /* chat.v1 is offered, not required */
@@ -440,6 +442,19 @@ static void test_wake(void) {
   CHECK_EQ(n, 2);
   CHECK(hs[0] >= 0 && hs[1] >= 0);
   CHECK_EQ(hs[2], WSE_ATT_ECHECKSUM);
+  for (int i = 0; i < 2; i++) { /* the stored room and name are back */
+    wse_session_t *s = wse_app_session(app, (uint32_t)hs[i]);
+    CHECK(topics_are(app, s, (const char *const[]){"h", NULL}));
+    CHECK_STR(s->user, s->user_len, i ? "bo\"b" : "ann");
+  }
+  {
+    wse_attachment_t d; /* what the ATTACH of an open stored */
+    CHECK_EQ(wse_attachment_decode(att[1], lens[1], &d), WSE_OK);
+    CHECK_EQ(d.n_topics, 1);
+    CHECK_STR(d.topics[0].p, d.topics[0].n, "h");
+    CHECK_STR(d.user, d.user_len, "bo\"b");
+    CHECK_STR(d.pattern.p, d.pattern.n, "/chat/:room");
+  }
   wse_response_t r;
   CHECK_EQ(http(app, "GET", "/chat/h/stats", NULL, &r), 200);
   CHECK_STR(r.body, r.body_len,

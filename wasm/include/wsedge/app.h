@@ -20,11 +20,12 @@ extern "C" {
 /* ---- sessions -------------------------------------------------------- */
 
 #define WSE_SID_LEN 22        /* 128-bit id as unpadded base64url */
-#define WSE_ROOM_MAX 128      /* bytes of a room name */
-#define WSE_NAME_MAX 64       /* bytes of a display name */
-/* Attachments must fit a Durable Object WebSocket attachment (16,384 bytes).
- * Fixed fields take at most 64 + WSE_ROOM_MAX + WSE_NAME_MAX bytes, which
- * leaves this budget for the user-data blob. */
+#define WSE_TOPIC_MAX 128     /* bytes of a topic (room) name */
+#define WSE_ROOM_MAX WSE_TOPIC_MAX
+#define WSE_TOPICS_MAX 16     /* topics one session may belong to */
+/* Attachments must fit a Durable Object WebSocket attachment (16,384 bytes):
+ * fixed fields take 45 bytes, the route's pattern at most 255, the topics
+ * at most 16 * 129; the user-data blob at most 8 KiB (≤ 10,556 in all). */
 #define WSE_ATTACHMENT_MAX 16384
 #define WSE_USERDATA_MAX 8192
 
@@ -37,43 +38,55 @@ void wse_sid_format(const wse_sid_t *id, char out[WSE_SID_LEN]);
 /* Returns WSE_OK or WSE_EINVAL. */
 int wse_sid_parse(const char *s, size_t n, wse_sid_t *out);
 
+/* A session: its id, route, topics and an opaque user blob (where an app
+ * keeps a display name and the like: the core has no notion of one). */
 typedef struct wse_session {
   wse_sid_t id;
   uint32_t handle;          /* slot in the map, stable while the session lives */
   uint16_t route;           /* index of its route in this app */
-  uint8_t room_len;         /* 0 = in no room */
-  uint8_t name_len;
-  char room[WSE_ROOM_MAX];
-  char name[WSE_NAME_MAX];
+  uint8_t restored;         /* 1: rebuilt from an attachment */
+  uint8_t n_topics;         /* topics joined (wse_app_session_topic) */
+  uint8_t pattern_len;
+  uint8_t wse__flags;       /* internal: open */
+  const char *pattern;      /* its route's pattern: what the attachment
+                               stores, so a deploy that adds or reorders
+                               routes restores every session onto its own */
   uint64_t joined_at_ms;    /* host clock at open */
   uint64_t last_seen_ms;    /* host clock at the last message */
   uint8_t *user;            /* user-data blob (allocated by the app) */
   uint16_t user_len;
-  uint8_t restored;         /* 1: rebuilt from an attachment */
-  uint8_t pattern_len;
-  const char *pattern;      /* its route's pattern: what the attachment
-                               stores, so a deploy that adds or reorders
-                               routes restores every session onto its own */
-  uint8_t wse__flags;       /* internal: open (sits in padding) */
   void *host;               /* the host's pointer for this session */
-  /* internal: hash chain and room list links (handles, -1 = none) */
-  int32_t wse__hnext, wse__rnext, wse__rprev;
-  int32_t wse__room;        /* room slot */
+  /* internal: id hash chain, membership list, slot generation */
+  int32_t wse__hnext, wse__memb;
   uint32_t wse__gen;
 } wse_session_t;
 
 /* Attachment codec: magic "WSE" + version, lengths, CRC-32. Version 2
- * names the route by its pattern (version 1 stored a registration index,
- * which a deploy could reorder: such attachments are refused). */
+ * names the route by its pattern and lists the session's topics (version 1
+ * stored a registration index, which a deploy could reorder, and one room:
+ * such attachments are refused). */
 #define WSE_ATTACHMENT_VERSION 2
 #define WSE_PATTERN_MAX 255   /* bytes of a route pattern */
-/* Encode; returns length (<= WSE_ATTACHMENT_MAX) or a negative error. */
-long wse_attachment_encode(const wse_session_t *s, uint8_t *buf, size_t cap);
-/* Decode into *s (user data copied into user_buf of WSE_USERDATA_MAX bytes,
- * s->user points at it; s->pattern points into p). Returns WSE_OK or a
- * distinct WSE_ATT_E* error; on error *s is untouched. */
-int wse_attachment_decode(const uint8_t *p, size_t n, wse_session_t *s,
-                          uint8_t *user_buf);
+
+/* A session as stored: every slice points into the encoded bytes (decode)
+ * or at the caller's data (encode). */
+typedef struct wse_attachment {
+  wse_sid_t id;
+  uint64_t joined_at_ms, last_seen_ms;
+  wse_str_t pattern;
+  size_t n_topics;
+  wse_str_t topics[WSE_TOPICS_MAX];
+  const uint8_t *user;
+  size_t user_len;
+} wse_attachment_t;
+
+/* Encode; returns length (<= WSE_ATTACHMENT_MAX) or a negative error
+ * (WSE_EINVAL for what the decoder would refuse, WSE_ENOSPC). */
+long wse_attachment_encode(const wse_attachment_t *a, uint8_t *buf,
+                           size_t cap);
+/* Decode into *out (slices into p). Returns WSE_OK or a distinct WSE_ATT_E*
+ * error; on error *out is untouched. */
+int wse_attachment_decode(const uint8_t *p, size_t n, wse_attachment_t *out);
 
 /* ---- routes and handlers -------------------------------------------- */
 
@@ -134,7 +147,8 @@ uint64_t wse_ctx_now(wse_ctx_t *c);           /* host clock, ms */
 int wse_send(wse_ctx_t *c, unsigned opcode, const void *p, size_t n);
 int wse_send_to(wse_ctx_t *c, const wse_sid_t *id, unsigned opcode,
                 const void *p, size_t n);
-/* Frame once; every member of `room` except those in `except` receives the
+/* Topics (rooms): a session joins up to WSE_TOPICS_MAX of them. Frame
+ * once; every member of topic `room` except those in `except` receives the
  * same bytes. Returns the number of recipients. */
 int wse_broadcast(wse_ctx_t *c, const char *room, size_t room_len,
                   unsigned opcode, const void *p, size_t n,
@@ -142,10 +156,18 @@ int wse_broadcast(wse_ctx_t *c, const char *room, size_t room_len,
 int wse_close(wse_ctx_t *c, unsigned code, const char *reason, size_t n);
 int wse_close_session(wse_ctx_t *c, const wse_sid_t *id, unsigned code,
                       const char *reason, size_t n);
+/* Join topic `room` (1..WSE_TOPIC_MAX bytes of UTF-8; joining twice is a
+ * no-op; WSE_ENOSPC past WSE_TOPICS_MAX). In on_upgrade the topic is
+ * recorded and the session becomes a member when it opens. */
 int wse_join(wse_ctx_t *c, const char *room, size_t n);
+/* Leave one topic (WSE_ENOTFOUND when not a member) / every topic. */
+int wse_leave_topic(wse_ctx_t *c, const char *room, size_t n);
 int wse_leave(wse_ctx_t *c);
 size_t wse_room_count(wse_ctx_t *c, const char *room, size_t n);
-int wse_set_name(wse_ctx_t *c, const char *name, size_t n);
+/* The current session's topic i (join order), as wse_app_session_topic. */
+int wse_ctx_topic(wse_ctx_t *c, size_t i, wse_str_t *out);
+/* The session's opaque blob (≤ WSE_USERDATA_MAX), kept in its attachment:
+ * what an app remembers about a session across hibernation. */
 int wse_set_user(wse_ctx_t *c, const void *p, size_t n);
 /* on_upgrade: reject with an HTTP status and message (JSON body). */
 int wse_reject(wse_ctx_t *c, int status, const char *message);
@@ -295,6 +317,10 @@ void wse_app_actions_clear(wse_app_t *app);
 /* Session pointers stay valid until the next session is created. */
 wse_session_t *wse_app_session(wse_app_t *app, uint32_t h);
 wse_session_t *wse_app_find(wse_app_t *app, const wse_sid_t *id);
+/* Topic i of session s (join order): out points into the app, valid until
+ * the topic's last member leaves. WSE_ENOTFOUND past the last one. */
+int wse_app_session_topic(const wse_app_t *app, const wse_session_t *s,
+                          size_t i, wse_str_t *out);
 /* Iterate a room's members: start with h = -1; returns -1 at the end. */
 int32_t wse_app_room_next(wse_app_t *app, const char *room, size_t n,
                           int32_t h);
