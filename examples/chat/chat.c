@@ -85,9 +85,19 @@ static wse_jw_t session_event(wse_ctx_t *c, const wse_session_t *s,
                                uint64_t num) {
   char id[WSE_SID_LEN];
   wse_sid_format(&s->id, id);
-  /* the display name is the session's user blob (set in chat_upgrade) */
-  return event(c, type, id, sizeof id, (const char *)s->user, s->user_len,
-               text, tn, num);
+  /* the display name is the session's user blob (set in chat_upgrade);
+   * a blob that is not a valid name (an attachment written by other code)
+   * is never put on the wire: the guest name instead */
+  const char *name = (const char *)s->user;
+  size_t nn = s->user_len;
+  char guest[12];
+  if (!name_ok(name, (long)nn)) {
+    __builtin_memcpy(guest, "guest-", 6);
+    __builtin_memcpy(guest + 6, id, 6);
+    name = guest;
+    nn = sizeof guest;
+  }
+  return event(c, type, id, sizeof id, name, nn, text, tn, num);
 }
 
 static int to_room(wse_ctx_t *c, const char *room, size_t rn, wse_jw_t w,

@@ -105,10 +105,18 @@ static int cursors_upgrade(wse_ctx_t *c, const wse_request_t *req,
   return wse_join(c, prm->value[0].p, prm->value[0].n); /* member at open */
 }
 
+/* A session is on one board: its topic. */
+static wse_str_t board_of(wse_ctx_t *c) {
+  wse_str_t b = {0, 0};
+  wse_ctx_topic(c, 0, &b);
+  return b;
+}
+
 static void cursors_open(wse_ctx_t *c) {
   wse_session_t *s = wse_ctx_session(c);
   wse_app_t *app = wse_ctx_app(c);
-  size_t n = wse_room_count(c, s->room, s->room_len); /* s included */
+  wse_str_t b = board_of(c);
+  size_t n = wse_room_count(c, b.p, b.n); /* s included */
   uint8_t *snap = wse_ctx_alloc(c, (n ? n : 1) * CURSORS_REC), *r;
   if (!snap) {
     wse_close(c, WSE_CLOSE_INTERNAL, "out of memory", 13);
@@ -116,15 +124,15 @@ static void cursors_open(wse_ctx_t *c) {
   }
   record(snap, K_SELF, s, pos_of(s));
   r = snap + CURSORS_REC;
-  for (int32_t h = wse_app_room_next(app, s->room, s->room_len, -1); h >= 0;
-       h = wse_app_room_next(app, s->room, s->room_len, h)) {
+  for (int32_t h = wse_app_room_next(app, b.p, b.n, -1); h >= 0;
+       h = wse_app_room_next(app, b.p, b.n, h)) {
     const wse_session_t *m = wse_app_session(app, (uint32_t)h);
     if (!m || m == s || (size_t)(r - snap) >= n * CURSORS_REC) continue;
     record(r, K_JOIN, m, pos_of(m));
     r += CURSORS_REC;
   }
   wse_send(c, WSE_OP_BINARY, snap, (size_t)(r - snap));
-  to_others(c, s, s->room, s->room_len, K_JOIN, pos_of(s));
+  to_others(c, s, b.p, b.n, K_JOIN, pos_of(s));
 }
 
 static const char e_text[] = "binary messages only";
@@ -157,17 +165,19 @@ static void cursors_message(wse_ctx_t *c, unsigned opcode, const uint8_t *p,
     wse_close(c, WSE_CLOSE_INTERNAL, "out of memory", 13);
     return;
   }
-  to_others(c, s, s->room, s->room_len, K_MOVE, pos);
+  wse_str_t b = board_of(c);
+  to_others(c, s, b.p, b.n, K_MOVE, pos);
 }
 
 static void cursors_close(wse_ctx_t *c, unsigned code, const uint8_t *reason,
                           size_t n) {
   wse_session_t *s = wse_ctx_session(c);
-  char board[WSE_ROOM_MAX];
-  size_t bn = s->room_len;
+  char board[WSE_TOPIC_MAX];
+  wse_str_t b = board_of(c);
+  size_t bn = b.n;
   (void)code, (void)reason, (void)n;
   if (!bn) return;
-  __builtin_memcpy(board, s->room, bn);
+  __builtin_memcpy(board, b.p, bn); /* b goes with the board's last member */
   wse_leave(c);
   to_others(c, s, board, bn, K_LEAVE, pos_of(s));
 }

@@ -1828,6 +1828,53 @@ static void test_restore_after_deploy(void) {
   recs_reset();
 }
 
+/* Session lifetime for a host without per-connection timers (the edge's
+ * alarm): CLOSE 4000 "timeout" at joined_at + session_timeout_s, the next
+ * end reported, routes without a lifetime never expire. */
+static void test_expire(void) {
+  wse_app_t *app = NULL;
+  wse_config_t life, none;
+  wse_config_default(&life);
+  life.session_timeout_s = 2;
+  none = life;
+  none.session_timeout_s = 0;
+  CHECK_EQ(wse_app_new(&app, &t_allocator, NULL), WSE_OK);
+  wse_route_t a = {0}, b = {0};
+  a.pattern = "/life";
+  a.config = &life;
+  b.pattern = "/forever";
+  b.config = &none;
+  CHECK(wse_app_route(app, &a) >= 0 && wse_app_route(app, &b) >= 0);
+  int32_t h1 = ws_connect(app, "/life", 51, 1000);
+  int32_t h2 = ws_connect(app, "/life", 52, 1500);
+  int32_t h3 = ws_connect(app, "/forever", 53, 1000);
+  CHECK(h1 >= 0 && h2 >= 0 && h3 >= 0);
+  drain(app);
+  uint64_t next = 7;
+  CHECK_EQ(wse_app_expire(app, 2999, &next), 0);
+  CHECK(next == 3000);
+  CHECK_EQ(drain(app), 0);
+  CHECK_EQ(wse_app_expire(app, 3000, &next), 1);
+  CHECK(next == 3500);
+  CHECK_EQ(drain(app), 1);
+  CHECK_EQ(recs[0].type, WSE_ACT_CLOSE);
+  CHECK_EQ(recs[0].target, (uint32_t)h1);
+  CHECK_EQ(recs[0].code, 4000);
+  CHECK_STR((const char *)recs[0].data, recs[0].len, "timeout");
+  CHECK_EQ(wse_app_close(app, (uint32_t)h1, 4000, NULL, 0, 3000), WSE_OK);
+  drain(app);
+  CHECK_EQ(wse_app_expire(app, 10000000, &next), 1); /* h2; h3 never */
+  CHECK(next == 0);
+  CHECK_EQ(drain(app), 1);
+  CHECK_EQ(recs[0].target, (uint32_t)h2);
+  CHECK_EQ(wse_app_expire(app, 10000000, NULL), 1); /* still open: again */
+  drain(app);
+  CHECK(wse_app_route_config(app, 0)->session_timeout_s == 2);
+  CHECK(wse_app_route_config(app, 2) == NULL);
+  wse_app_free(app);
+  recs_reset();
+}
+
 int main(void) {
   test_routes();
   test_upgrade();
@@ -1844,6 +1891,7 @@ int main(void) {
   test_http();
   test_restore();
   test_restore_after_deploy();
+  test_expire();
   test_arena_reuse();
   test_many_sessions();
   test_alloc_failures();

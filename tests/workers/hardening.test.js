@@ -36,25 +36,48 @@ function reseal(u8) {
   new DataView(u8.buffer, u8.byteOffset).setUint32(u8.length - 4, crc32(u8.subarray(0, u8.length - 4)), true);
   return u8;
 }
-/** Build an attachment from parts (layout of wasm/src/session.c, version 1). */
-function buildAttachment(orig, { version = 1, flags = 0, route, roomBytes, nameBytes, user = new Uint8Array(0), magic = 'WSE' } = {}) {
+/**
+ * Take a real attachment apart (layout of wasm/src/session.c, version 2:
+ * "WSE", version, flags, pattern length u8, topic count u8, user length
+ * u16, id, joined, last seen, pattern, topics (length u8 + bytes), user,
+ * CRC-32) and build it again with some parts replaced, resealed.
+ */
+function buildAttachment(orig, { version = 2, flags = 0, pattern, topics, user, magic = 'WSE' } = {}) {
   const o = new Uint8Array(orig);
-  const rl = o[7], nl = o[8];
-  const roomB = roomBytes ?? o.subarray(43, 43 + rl);
-  const nameB = nameBytes ?? o.subarray(43 + rl, 43 + rl + nl);
-  const out = new Uint8Array(43 + roomB.length + nameB.length + user.length + 4);
-  out.set(o.subarray(0, 43));
-  out.set(new TextEncoder().encode(magic).subarray(0, 3), 0);
+  expect(o[3]).toBe(2); // the core's current version: the parts below are v2's
+  const pl = o[5], nt = o[6], ul = o[7] | (o[8] << 8);
+  let at = 41;
+  const origPattern = o.subarray(at, at + pl);
+  at += pl;
+  const origTopics = [];
+  for (let i = 0; i < nt; i++) {
+    origTopics.push(o.subarray(at + 1, at + 1 + o[at]));
+    at += 1 + o[at];
+  }
+  const origUser = o.subarray(at, at + ul);
+  const te = new TextEncoder();
+  const pat = pattern === undefined ? origPattern : te.encode(pattern);
+  const tops = topics ?? origTopics;
+  const usr = user ?? origUser;
+  const size = 41 + pat.length + tops.reduce((n, t) => n + 1 + t.length, 0) + usr.length + 4;
+  const out = new Uint8Array(size);
+  out.set(o.subarray(0, 41));
+  out.set(te.encode(magic).subarray(0, 3), 0);
   out[3] = version;
   out[4] = flags;
-  const dv = new DataView(out.buffer);
-  if (route !== undefined) dv.setUint16(5, route, true);
-  out[7] = roomB.length;
-  out[8] = nameB.length;
-  dv.setUint16(9, user.length, true);
-  out.set(roomB, 43);
-  out.set(nameB, 43 + roomB.length);
-  out.set(user, 43 + roomB.length + nameB.length);
+  out[5] = pat.length;
+  out[6] = tops.length;
+  out[7] = usr.length & 0xff;
+  out[8] = usr.length >> 8;
+  at = 41;
+  out.set(pat, at);
+  at += pat.length;
+  for (const t of tops) {
+    out[at] = t.length;
+    out.set(t, at + 1);
+    at += 1 + t.length;
+  }
+  out.set(usr, at);
   return reseal(out);
 }
 
@@ -137,12 +160,14 @@ describe('eviction under load', () => {
 
 describe('attachments the core must refuse (only that socket closed with 1011)', () => {
   const cases = {
-    'wrong version, valid checksum': (a) => buildAttachment(a, { version: 2 }),
+    'version 1 (a route index, one room: before this deploy), valid checksum': (a) => buildAttachment(a, { version: 1 }),
+    'a future version, valid checksum': (a) => buildAttachment(a, { version: 3 }),
     'version 0, valid checksum': (a) => buildAttachment(a, { version: 0 }),
     'foreign magic of a valid length, valid checksum': (a) => buildAttachment(a, { magic: 'XYZ' }),
     'non-zero flags, valid checksum': (a) => buildAttachment(a, { flags: 1 }),
-    'a name that is not UTF-8, valid checksum': (a) => buildAttachment(a, { nameBytes: new Uint8Array([0x62, 0xff, 0xfe]) }),
-    'an unknown route index, valid checksum': (a) => buildAttachment(a, { route: 999 }),
+    'a topic that is not UTF-8, valid checksum': (a) => buildAttachment(a, { topics: [new Uint8Array([0x62, 0xff, 0xfe])] }),
+    'seventeen topics, valid checksum': (a) => buildAttachment(a, { topics: Array.from({ length: 17 }, (_, i) => new TextEncoder().encode(`t${i}`)) }),
+    'a route this app does not have (a later deploy removed it), valid checksum': (a) => buildAttachment(a, { pattern: '/gone/:room' }),
     'user data over the 8,192-byte budget (fits workerd), valid checksum': (a) =>
       buildAttachment(a, { user: new Uint8Array(9000).fill(7) }),
     'length fields that disagree with the size': (a) => {
@@ -174,6 +199,23 @@ describe('attachments the core must refuse (only that socket closed with 1011)',
       expect(c.closed).toBeNull();
     });
   }
+
+  it('the builder itself is faithful: an attachment rebuilt unchanged (or with a new user blob) restores', async () => {
+    const r = room('att-ok');
+    const [a, b] = await joinAll(r, ['a', 'b']);
+    await runInDurableObject(stub(r), (_, state) => {
+      for (const ws of state.getWebSockets()) {
+        const same = buildAttachment(ws.deserializeAttachment());
+        expect(new Uint8Array(same)).toEqual(new Uint8Array(ws.deserializeAttachment()));
+        const renamed = state.getTags(ws)[0] === b.id ? buildAttachment(same, { user: new TextEncoder().encode('bee') }) : same;
+        ws.serializeAttachment(renamed.buffer);
+      }
+    });
+    await evictDurableObject(stub(r));
+    b.send('hi');
+    for (const m of [a, b]) expect(JSON.parse(await m.next())).toMatchObject({ type: 'message', name: 'bee', text: 'hi' });
+    expect(await stats(r)).toMatchObject({ members: 2, sessions: 2, restored: 2 });
+  });
 
   it('two corrupt among five: exactly those two are closed', async () => {
     const r = room('att2');

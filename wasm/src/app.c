@@ -948,7 +948,9 @@ int wse_app_upgrade(wse_app_t *a, const wse_request_t *req,
     fail_upgrade(a, resp, u);
     return WSE_EPROTO;
   }
+#if !WSE_WASM /* the edge runtime negotiates permessage-deflate itself */
   if (cfg->deflate && !a->deflate_off) wse_deflate_negotiate(cfg, u);
+#endif
   wse_sid_t id;
   wse__memcpy(id.b, entropy, 16);
   int32_t h = sess_new(a, &id);

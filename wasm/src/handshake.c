@@ -535,7 +535,15 @@ int wse_upgrade_validate(const wse_config_t *cfg, const wse_request_t *req,
   if (out->subprotocol < 0 && cfg->require_subprotocol)
     return fail(out, 400, "no supported subprotocol");
 
+#if !WSE_WASM
+  /* At the edge the runtime answers the handshake itself (WebSocketPair):
+   * it computes Sec-WebSocket-Accept and negotiates permessage-deflate, so
+   * the wasm build leaves both out (SHA-1 and the offer parser: ~2 KB of a
+   * module that must stay under 32 KiB). */
   parse_extensions(req, out);
   wse_accept_key(key.p, key.n, out->accept);
+#else
+  (void)parse_extensions;
+#endif
   return WSE_OK;
 }

@@ -67,12 +67,11 @@ static int rcpts_are(const rec_t *r, size_t n, const int32_t *hs) {
 
 /* The user data stored in an ATTACH action's attachment. */
 static int attach_has(const rec_t *r, uint32_t h, uint32_t xb, uint32_t yb) {
-  static uint8_t ub[WSE_USERDATA_MAX];
-  wse_session_t s;
+  wse_attachment_t s;
   uint8_t want[8];
   if (!r || r->type != WSE_ACT_ATTACH || r->target != h) return 0;
   memset(&s, 0, sizeof s);
-  if (wse_attachment_decode(r->data, r->len, &s, ub) != WSE_OK) return 0;
+  if (wse_attachment_decode(r->data, r->len, &s) != WSE_OK) return 0;
   pos8(want, xb, yb);
   return s.user_len == 8 && memcmp(s.user, want, 8) == 0;
 }
@@ -99,13 +98,14 @@ static void test_upgrade(void) {
   int32_t h = ws_connect(app, "/cursors/012345678901234567890123456789012345678901234567890123456789-_.Z", 1, 1);
   CHECK(h >= 0);
   wse_session_t *s = wse_app_session(app, (uint32_t)h);
-  CHECK_EQ(s->room_len, 64);
+  CHECK_EQ(topic_of(app, s, 0).n, 64); /* the board is its one topic */
+  CHECK_EQ(s->n_topics, 1);
   CHECK_EQ(s->user_len, 0); /* no position yet */
   drain(app);
   /* the query string is not part of the board */
   h = ws_connect(app, "/cursors/b1?x=1", 2, 1);
   s = wse_app_session(app, (uint32_t)h);
-  CHECK_STR(s->room, s->room_len, "b1");
+  CHECK_STR(topic_of(app, s, 0).p, topic_of(app, s, 0).n, "b1");
   drain(app);
 
   /* not routes of this app; a plain GET on the route */
@@ -329,7 +329,7 @@ static void test_wake(void) {
   {
     wse_session_t *s = wse_app_session(app, (uint32_t)h[2]);
     att[2] = malloc(WSE_ATTACHMENT_MAX);
-    long k = wse_attachment_encode(s, att[2], WSE_ATTACHMENT_MAX);
+    long k = encode_session(app, s, att[2], WSE_ATTACHMENT_MAX);
     CHECK(k > 0);
     lens[2] = (size_t)k;
   }
