@@ -398,6 +398,7 @@ uint64_t wse_native_raise_fd_limit(void) {
 }
 
 void wse_native_ignore_sigpipe(void) {
+  signal(SIGPIPE, SIG_IGN); /* a peer gone mid-write: EPIPE, not death */
 }
 
 /* The fd limit in force (whoever set it). */

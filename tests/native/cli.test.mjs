@@ -77,6 +77,19 @@ test('flags win over the environment', async () => {
   }
 });
 
+test('serve ignores SIGPIPE (the program opts in; the library itself never does)', async () => {
+  // a peer that vanishes mid-write must cost an EPIPE, not the process
+  const { readFileSync } = await import('node:fs');
+  const srv = await startServer([]);
+  try {
+    const line = readFileSync(`/proc/${srv.pid}/status`, 'utf8').split('\n').find((l) => l.startsWith('SigIgn:'));
+    const ignored = BigInt(`0x${line.split(/\s+/)[1]}`);
+    assert.equal((ignored >> 12n) & 1n, 1n, `SIGPIPE (13) not ignored: ${line}`);
+  } finally {
+    assert.deepEqual(await srv.stop(), { code: 0, signal: null });
+  }
+});
+
 test('environment values apply when no flag is given', async () => {
   const srv = await startServer([], { env: { WSEDGE_THREADS: '3' } });
   try {
