@@ -11,8 +11,9 @@
  *     a binary one of another length with 1007 "position must be 8 bytes";
  *     NaN, an infinity or a value outside [0,1] with 1007 "position out of
  *     range". -0 is taken as 0. A frame or message over 128 bytes: 1009
- *     natively (the route's limit, which the native host enforces; the edge
- *     runtime hands the app the whole message: 1007 as above).
+ *     "frame or message too big" (the route's limit: the native host
+ *     enforces it from the frame header, the edge shim before the message
+ *     reaches the app).
  *
  *   server -> client: binary messages, each a run of 31-byte records
  *       kind u8, id 22 bytes (the session id, base64url ASCII), x f32, y f32
