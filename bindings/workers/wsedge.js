@@ -667,7 +667,7 @@ class SocketHost {
       ? (data.length > lim ? Infinity : data.length * 3 > lim ? enc.encode(data).length : 0)
       : data.byteLength;
     if (n > lim) {
-      this.close(h, 1009, 'frame or message too big'); // the native server's words (wse_strerror)
+      this.close(h, 1009, 'message too big'); // the native server's words (the frame engine's)
       this.settle();
       return;
     }

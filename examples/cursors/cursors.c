@@ -11,7 +11,7 @@
  *     a binary one of another length with 1007 "position must be 8 bytes";
  *     NaN, an infinity or a value outside [0,1] with 1007 "position out of
  *     range". -0 is taken as 0. A frame or message over 128 bytes: 1009
- *     "frame or message too big" (the route's limit: the native host
+ *     "message too big" (the route's limit: the native host
  *     enforces it from the frame header, the edge shim before the message
  *     reaches the app).
  *

@@ -17,7 +17,7 @@ async function open(res) {
   return new Client(res.webSocket, res);
 }
 
-const TOO_BIG = { code: 1009, reason: 'frame or message too big' };
+const TOO_BIG = { code: 1009, reason: 'message too big' };
 
 describe('max_message_size at the edge', () => {
   it('a text message of the limit passes; one byte over closes 1009, counted in UTF-8 bytes', async () => {

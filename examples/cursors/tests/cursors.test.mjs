@@ -115,7 +115,7 @@ for (const t of targets) {
         ['below 0', (p) => p.send(pos(0.5, -0.001)), 1007, 'position out of range'],
         // the route's 128-byte limit: the native host from the frame header,
         // the edge shim before the message enters wasm — 1009 on both
-        ['200 bytes', (p) => p.send(Buffer.alloc(200)), 1009, 'frame or message too big'],
+        ['200 bytes', (p) => p.send(Buffer.alloc(200)), 1009, 'message too big'],
       ];
       for (const [what, send, code, reason] of cases) {
         const [p, id] = await join(b);
