@@ -231,7 +231,7 @@ fuzz-long: fuzz
 test-native: native $(B)/wsedge-asan
 	node --test --test-concurrency=1 tests/native/
 
-test-workers: wasm wasm-emscripten
+test-workers: wasm wasm-emscripten $(B)/examples/echo.wasm
 	WSE_WASM=build/wsedge.wasm npm run --silent test:workers
 	WSE_WASM=build/wsedge-emcc.wasm npm run --silent test:workers
 

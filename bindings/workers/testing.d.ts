@@ -74,3 +74,7 @@ export declare function bothTargets(
   o: { native?: NativeTargetOptions; workers?: WorkersTargetOptions },
   scenario: (target: Target) => void,
 ): Target[];
+/** playwright-core launch options for the system's headless Chromium (WSEDGE_CHROMIUM overrides the path). */
+export declare function chromiumLaunchOptions(extra?: Record<string, unknown>): {
+  executablePath: string; headless: boolean; args: string[]; timeout: number; [k: string]: unknown;
+};

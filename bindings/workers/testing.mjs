@@ -396,3 +396,20 @@ export function bothTargets(o, scenario) {
   }
   return list;
 }
+
+/**
+ * Launch options for Debian's headless Chromium with playwright-core
+ * (`chromium.launch(chromiumLaunchOptions())`): the system browser, and no
+ * background networking (a closed network refuses it; CI has no other).
+ * Playwright gives every launch a fresh temporary profile of its own.
+ */
+export function chromiumLaunchOptions(extra = {}) {
+  return {
+    executablePath: process.env.WSEDGE_CHROMIUM || '/usr/bin/chromium',
+    headless: true,
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking',
+      '--disable-component-update', '--disable-sync', '--no-first-run', '--disable-quic'],
+    timeout: 30000,
+    ...extra,
+  };
+}

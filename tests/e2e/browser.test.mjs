@@ -7,18 +7,16 @@ import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { chromium } from 'playwright-core';
+import { chromiumLaunchOptions } from '../../bindings/workers/testing.mjs';
 import { ROOT, startAll, stopAll, targets } from './targets.mjs';
 
-const CHROMIUM = '/usr/bin/chromium';
-const ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking',
-  '--disable-component-update', '--disable-sync', '--no-first-run', '--disable-quic'];
 const SHOTS = path.join(ROOT, 'build/e2e');
 const WAIT_MS = 10000;
 
 let browser;
 before(async () => {
   startAll(targets);
-  browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: ARGS, timeout: 30000 });
+  browser = await chromium.launch(chromiumLaunchOptions());
 }, { timeout: 60000 });
 after(async () => {
   if (browser) await browser.close();

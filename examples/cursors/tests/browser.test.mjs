@@ -8,22 +8,18 @@ import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { chromium } from 'playwright-core';
+import { chromiumLaunchOptions } from '../../../bindings/workers/testing.mjs';
 import { ROOT, startAll, stopAll, targets } from './targets.mjs';
 
-const CHROMIUM = '/usr/bin/chromium';
 const SHOTS = path.join(ROOT, 'build/e2e');
 const WAIT_MS = 10000;
 const VIEW = { width: 800, height: 600 };
 
-// (no --user-data-dir here: playwright refuses it in launch() and gives
-// every launch a fresh temporary profile of its own, removed on close)
-const ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking',
-  '--disable-component-update', '--disable-sync', '--no-first-run', '--disable-quic'];
 
 let browser;
 before(async () => {
   startAll(targets);
-  browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: ARGS, timeout: 30000 });
+  browser = await chromium.launch(chromiumLaunchOptions());
 }, { timeout: 60000 });
 after(async () => {
   if (browser) await browser.close();
