@@ -841,7 +841,12 @@ export class WsedgeApp {
   useEnv(env) {
     if (!env || this._env === env) return;
     this._env = env;
-    this.settings = settingsFrom(this.options.config, env);
+    // the runtime may hand a new env object per request: compare the vars,
+    // so the Worker-side context is remade only when a setting changed
+    const key = Object.values(SETTING_VARS).map((n) => (typeof env[n] === 'string' ? env[n] : '')).join('\0');
+    if (key === this._envKey) return;
+    this.settings = settingsFrom(this.options.config, env); // throws on a bad var
+    this._envKey = key;
     if (this._worker && this._worker.cx.sessions() === 0) {
       this._worker.cx.free();
       this._worker = null;
