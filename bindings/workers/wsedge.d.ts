@@ -7,11 +7,6 @@
 // from @cloudflare/workers-types or `wrangler types`.
 import { DurableObject } from 'cloudflare:workers';
 
-/** Heartbeat text the runtime answers without waking a hibernated room. */
-export declare const AUTO_PING: '{"type":"ping"}';
-/** The runtime's answer to AUTO_PING. */
-export declare const AUTO_PONG: '{"type":"pong"}';
-
 /** Action tape types (see the layout comment at the top of wsedge.js). */
 export declare const ACT_SEND: 1;
 export declare const ACT_BROADCAST: 2;
@@ -57,7 +52,8 @@ export interface WsedgeAppOptions {
   onFailedUpgrade?(failure: FailedUpgrade): Response | void;
   /**
    * The rooms' heartbeat pair (setWebSocketAutoResponse) for WsedgeRooms of
-   * this app; default [AUTO_PING, AUTO_PONG]; null: none.
+   * this app; default: the pair the app's C entry point declared
+   * (wse_app_heartbeat), none if it declared none; null: none.
    */
   autoResponse?: [string, string] | null;
   /**
@@ -191,8 +187,8 @@ export interface DurableSessionsOptions {
   app?: WsedgeApp;
   /**
    * [request, response] texts the runtime answers without waking the object
-   * (setWebSocketAutoResponse). Default: the app's option, else
-   * [AUTO_PING, AUTO_PONG]; null: none.
+   * (setWebSocketAutoResponse). Default: the app's option, else the pair
+   * its C entry point declared (wse_app_heartbeat); null: none.
    */
   autoResponse?: [string, string] | null;
 }

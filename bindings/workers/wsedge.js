@@ -97,10 +97,6 @@ const SID_LEN = 22;
 const WSE_EPROTO = -4;
 const NOT_OPEN = 2; // readyState CLOSING (2) or CLOSED (3)
 
-// Heartbeat answered by the runtime without waking a hibernated object.
-export const AUTO_PING = '{"type":"ping"}';
-export const AUTO_PONG = '{"type":"pong"}';
-
 // Imports a module may ask for from "env" (emscripten's standalone runtime);
 // anything else is refused at instantiation.
 const ENV = {
@@ -112,7 +108,7 @@ const ENV = {
 const REQUIRED = ['wsx_new', 'wsx_free', 'wsx_result', 'wsx_input', 'wsx_validate', 'wsx_is_upgrade', 'wsx_upgrade',
   'wsx_open', 'wsx_message', 'wsx_close', 'wsx_error', 'wsx_http', 'wsx_seed', 'wsx_restore', 'wsx_sid', 'wsx_find',
   'wsx_send_to', 'wsx_sessions', 'wsx_route_info', 'wsx_heap_used', 'wsx_heap_size', 'wsx_start', 'wsx_expire',
-  'wsx_max_message', 'wsx_session_end'];
+  'wsx_max_message', 'wsx_session_end', 'wsx_heartbeat', 'wsx_wire_code'];
 
 // ---- modules: one instance per module per isolate ---------------------------
 
@@ -141,6 +137,31 @@ class Core {
 
   heapStats() {
     return { used: this.x.wsx_heap_used(), size: this.x.wsx_heap_size(), memory: this.memory.buffer.byteLength };
+  }
+
+  // The app's heartbeat pair [ping, pong] (wse_app_heartbeat), or null: its
+  // entry point run once with the defaults in a context of its own, freed.
+  heartbeat() {
+    if (this.hb === undefined) {
+      const x = this.x;
+      const p = x.wsx_new();
+      let hb = null;
+      if (p && x.wsx_start(p, 0, -1, 0) === 0) {
+        const a = x.wsx_heartbeat(p, 0);
+        const b = x.wsx_heartbeat(p, 1);
+        this.refresh();
+        if (a && b) hb = [this.cstring(a), this.cstring(b)];
+      }
+      if (p) x.wsx_free(p);
+      this.hb = hb;
+    }
+    return this.hb;
+  }
+
+  cstring(p) {
+    let e = p;
+    while (this.u8[e]) e++;
+    return dec.decode(this.u8.subarray(p, e));
   }
 
   // Views die when memory grows; every call that may allocate is followed by this.
@@ -534,14 +555,13 @@ export class WsedgeContext {
 // ---- sockets bound to sessions ---------------------------------------------
 
 // Close codes a peer may send but an endpoint may not put on the wire.
-function wireCode(code) {
-  return code === 1000 || (code >= 1001 && code <= 1003) || (code >= 1007 && code <= 1014) ||
-    (code >= 3000 && code <= 4999) ? code : 1000;
-}
-
-function closeSocket(ws, code, reason) {
+// Close `ws` with `code` as it goes on the wire (the core's rule, wsx_wire_code:
+// 1005, 1006, 1015 and reserved codes become a Close without a code).
+function closeSocket(core, ws, code, reason) {
+  const wire = core.x.wsx_wire_code(code);
   try {
-    ws.close(wireCode(code), reason);
+    if (wire) ws.close(wire, reason);
+    else ws.close();
   } catch {
     try { ws.close(1000); } catch { /* already closed */ }
   }
@@ -621,7 +641,7 @@ class SocketHost {
   close(h, code, reason) {
     const ws = this.sockets[h];
     if (!ws) return;
-    closeSocket(ws, code, reason);
+    closeSocket(this.cx.core, ws, code, reason);
     this.ended.push([h, code, reason]);
   }
 
@@ -654,7 +674,7 @@ class SocketHost {
       this.cx.close(h, code, reason);
       this.cx.execute(this);
     }
-    closeSocket(ws, code, reason); // always answer the peer's Close
+    closeSocket(this.cx.core, ws, code, reason); // always answer the peer's Close
   }
 
   message(ws, data) {
@@ -686,7 +706,7 @@ class SocketHost {
       this.cx.close(h, 1006, '');
       this.cx.execute(this);
     }
-    closeSocket(ws, 1011, '');
+    closeSocket(this.cx.core, ws, 1011, '');
   }
 }
 
@@ -1055,7 +1075,7 @@ function attachmentOf(ws) {
  * deserializeAttachment() and cached in wasm memory.
  * options: app (a WsedgeApp; default: the isolate's default app),
  * autoResponse ([request, response] texts; default the app's option, else
- * [AUTO_PING, AUTO_PONG]; null: none).
+ * the pair its C entry point declared with wse_app_heartbeat; null: none).
  */
 export class DurableSessions {
   constructor(state, options = {}) {
@@ -1074,7 +1094,7 @@ export class DurableSessions {
     this.restored = false;
     let auto = options.autoResponse;
     if (auto === undefined) auto = this.app.options.autoResponse;
-    if (auto === undefined) auto = [AUTO_PING, AUTO_PONG];
+    if (auto === undefined) auto = this.core.heartbeat();
     if (auto) state.setWebSocketAutoResponse(new WebSocketRequestResponsePair(auto[0], auto[1]));
     this.counters = counterStore(state);
     if (this.counters?.async) {
@@ -1130,7 +1150,7 @@ export class DurableSessions {
         this.host.watch(h); // a no-op unless it ends before the alarm set
       } else {
         this.gone.add(sockets[i]);
-        closeSocket(sockets[i], 1011, 'session state could not be restored');
+        closeSocket(this.core, sockets[i], 1011, 'session state could not be restored');
       }
     });
     this.context.execute(this.host);

@@ -478,6 +478,19 @@ WSX_EXPORT("wsx_expire") int wsx_expire(wsx_t *x, double now) {
 }
 
 
+/* The app's heartbeat ping (pong = 0) or pong (1), NUL-terminated, or 0:
+ * the shim gives the pair to the runtime (setWebSocketAutoResponse). */
+WSX_EXPORT("wsx_heartbeat") const char *wsx_heartbeat(wsx_t *x, int pong) {
+  return x->app ? wse_app_heartbeat_get(x->app, pong) : 0;
+}
+
+/* The code a Close carries on the wire for `code`: itself when RFC 6455
+ * lets an endpoint send it, 0 (a Close without a code) otherwise (1005,
+ * 1006, 1015, reserved ranges). The shim's one rule, the frame engine's. */
+WSX_EXPORT("wsx_wire_code") unsigned wsx_wire_code(unsigned code) {
+  return wse_close_code_valid(code) ? code : 0;
+}
+
 WSX_EXPORT("wsx_free") void wsx_free(wsx_t *x) {
   if (!x) return;
   if (x->app) wse_app_free(x->app);

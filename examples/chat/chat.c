@@ -182,9 +182,6 @@ static void chat_open(wse_ctx_t *c) {
   to_room(c, r.p, r.n, session_event(c, s, "join", NULL, 0, n), NULL);
 }
 
-static const char chat_ping[] = "{\"type\":\"ping\"}";
-static const char chat_pong[] = "{\"type\":\"pong\"}";
-
 static void chat_message(wse_ctx_t *c, unsigned opcode, const uint8_t *p,
                          size_t n) {
   wse_session_t *s = wse_ctx_session(c), *to;
@@ -192,13 +189,6 @@ static void chat_message(wse_ctx_t *c, unsigned opcode, const uint8_t *p,
   if (opcode == WSE_OP_BINARY) {
     wse_str_t r = room_of(c);
     wse_broadcast(c, r.p, r.n, opcode, p, n, &s->id, 1);
-    return;
-  }
-  /* the heartbeat: on Workers the runtime answers it without waking the
-   * object (setWebSocketAutoResponse); here the same reply, so a client
-   * sees one protocol on both targets */
-  if (n == sizeof chat_ping - 1 && chat_memeq(p, chat_ping, n)) {
-    wse_send(c, WSE_OP_TEXT, chat_pong, sizeof chat_pong - 1);
     return;
   }
   wse_str_t r = room_of(c);
@@ -329,5 +319,9 @@ static int chat_routes(wse_app_t *app) {
 /* The chat example's app: the chat routes and, beside them, /ws echo. */
 int wsedge_app(wse_app_t *app) {
   int rc = echo_routes(app);
-  return rc < 0 ? rc : chat_routes(app);
+  if (rc >= 0) rc = chat_routes(app);
+  /* the heartbeat: the core answers it before on_message, and at the edge
+   * the runtime without waking the room (setWebSocketAutoResponse) */
+  if (rc >= 0) rc = wse_app_heartbeat(app, "{\"type\":\"ping\"}", "{\"type\":\"pong\"}");
+  return rc < 0 ? rc : WSE_OK;
 }

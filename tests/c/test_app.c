@@ -374,7 +374,7 @@ static void test_upgrade(void) {
   q.h[4].value = S("12");
   CHECK_EQ(wse_app_upgrade(app, &q.r, ent, 1, &u, &resp), WSE_EPROTO);
   CHECK_EQ(resp.status, 426);
-  CHECK_STR(resp.headers, resp.headers_len, "Sec-WebSocket-Version: 13\r\n");
+  CHECK_STR(resp.headers, resp.headers_len, "Sec-WebSocket-Version: 13\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n");
   CHECK_STR(resp.body, resp.body_len,
             "{\"error\":\"unsupported Sec-WebSocket-Version (expected 13)\"}");
   req_ws(&q, "/ws");
@@ -1302,7 +1302,7 @@ static void test_http(void) {
   req_ws(&q, "/ws");
   q.h[4].value = S("8");
   CHECK_EQ(wse_app_http(app, &q.r, NULL, 0, 1, &r), 426);
-  CHECK_STR(r.headers, r.headers_len, "Sec-WebSocket-Version: 13\r\n");
+  CHECK_STR(r.headers, r.headers_len, "Sec-WebSocket-Version: 13\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n");
   req_ws(&q, "/ws");
   CHECK_EQ(wse_app_http(app, &q.r, NULL, 0, 1, &r), 500);
   /* nothing there */
@@ -1875,8 +1875,52 @@ static void test_expire(void) {
   recs_reset();
 }
 
+static void test_heartbeat(void) {
+  wse_app_t *app = probe_app(&t_allocator);
+  static char big[WSE_HEARTBEAT_MAX + 2];
+  memset(big, 'x', sizeof big - 1);
+  CHECK(wse_app_heartbeat_get(app, 0) == NULL);
+  CHECK_EQ(wse_app_heartbeat(app, "ping", NULL), WSE_EINVAL);
+  CHECK_EQ(wse_app_heartbeat(app, "", "pong"), WSE_EINVAL);
+  CHECK_EQ(wse_app_heartbeat(app, big, "pong"), WSE_EINVAL);
+  CHECK_EQ(wse_app_heartbeat(app, "ping", "\xff"), WSE_EINVAL);
+  big[WSE_HEARTBEAT_MAX] = 0; /* exactly the limit */
+  CHECK_EQ(wse_app_heartbeat(app, "ping", big), WSE_OK);
+  CHECK_EQ(wse_app_heartbeat(app, "echo:hb", "hb-ack"), WSE_OK);
+  CHECK_STR(wse_app_heartbeat_get(app, 0), 7, "echo:hb");
+  CHECK_STR(wse_app_heartbeat_get(app, 1), 6, "hb-ack");
+  int32_t h = ws_connect(app, "/p/hb?name=ann", 61, 100);
+  CHECK(h >= 0);
+  drain(app);
+  last_rc = 12345;
+  /* the exact text: answered before on_message (which would echo "hb") */
+  CHECK_EQ(ws_text(app, h, "echo:hb", 200), WSE_OK);
+  CHECK_EQ(last_rc, 12345);
+  CHECK_EQ(drain(app), 1);
+  CHECK_EQ(recs[0].type, WSE_ACT_SEND);
+  CHECK_EQ(recs[0].target, (uint32_t)h);
+  CHECK_STR(recs[0].data, recs[0].len, "hb-ack");
+  CHECK(wse_app_session(app, (uint32_t)h)->last_seen_ms == 200);
+  /* anything else, binary included, is the app's */
+  CHECK_EQ(ws_text(app, h, "echo:hb ", 201), WSE_OK);
+  CHECK_EQ(drain(app), 1);
+  CHECK_STR(recs[0].data, recs[0].len, "hb ");
+  CHECK_EQ(wse_app_message(app, (uint32_t)h, WSE_OP_BINARY, (const uint8_t *)"echo:hb", 7, 202), WSE_OK);
+  CHECK_EQ(drain(app), 1);
+  CHECK_STR(recs[0].data, recs[0].len, "echo:hb");
+  /* removed: the app sees it again */
+  CHECK_EQ(wse_app_heartbeat(app, NULL, NULL), WSE_OK);
+  CHECK(wse_app_heartbeat_get(app, 1) == NULL);
+  CHECK_EQ(ws_text(app, h, "echo:hb", 203), WSE_OK);
+  CHECK_EQ(drain(app), 1);
+  CHECK_STR(recs[0].data, recs[0].len, "hb");
+  wse_app_free(app);
+  recs_reset();
+}
+
 int main(void) {
   test_routes();
+  test_heartbeat();
   test_upgrade();
   test_handlers();
   test_rooms();

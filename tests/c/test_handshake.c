@@ -602,25 +602,25 @@ static void test_responses(void) {
                     "Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n");
   u = check_req("POST", 11, REQ(BASE));
   n = wse_upgrade_response(&cfg, &u, buf, sizeof buf);
-  CHECK_STR(buf, n, "HTTP/1.1 405 Method Not Allowed\r\nContent-Type: application/json\r\n"
-                    "Content-Length: 45\r\nAllow: GET\r\nConnection: close\r\n\r\n"
+  CHECK_STR(buf, n, "HTTP/1.1 405 Method Not Allowed\r\nAllow: GET\r\nConnection: close\r\n"
+                    "Content-Type: application/json\r\nContent-Length: 45\r\n\r\n"
                     "{\"error\":\"method not allowed (expected GET)\"}");
   u = check_req("GET", 11, REQ("Host: example.com"));
   n = wse_upgrade_response(&cfg, &u, buf, sizeof buf);
-  CHECK_STR(buf, n, "HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\n"
-                    "Content-Length: 56\r\nConnection: close\r\n\r\n"
+  CHECK_STR(buf, n, "HTTP/1.1 400 Bad Request\r\nConnection: close\r\n"
+                    "Content-Type: application/json\r\nContent-Length: 56\r\n\r\n"
                     "{\"error\":\"missing or invalid Upgrade: websocket header\"}");
   u = check_req("GET", 11, REQ("Host: a", "Upgrade: websocket", "Connection: Upgrade", KEY,
                                "Sec-WebSocket-Version: 8"));
   n = wse_upgrade_response(&cfg, &u, buf, sizeof buf);
-  CHECK_STR(buf, n, "HTTP/1.1 426 Upgrade Required\r\nContent-Type: application/json\r\n"
-                    "Content-Length: 59\r\nSec-WebSocket-Version: 13\r\nUpgrade: websocket\r\n"
-                    "Connection: Upgrade, close\r\n\r\n"
+  CHECK_STR(buf, n, "HTTP/1.1 426 Upgrade Required\r\nSec-WebSocket-Version: 13\r\nUpgrade: websocket\r\n"
+                    "Connection: Upgrade\r\nConnection: close\r\n"
+                    "Content-Type: application/json\r\nContent-Length: 59\r\n\r\n"
                     "{\"error\":\"unsupported Sec-WebSocket-Version (expected 13)\"}");
   u = check_req("GET", 11, REQ(BASE, "Origin: http://evil.example"));
   n = wse_upgrade_response(&cfg, &u, buf, sizeof buf);
-  CHECK_STR(buf, n, "HTTP/1.1 403 Forbidden\r\nContent-Type: application/json\r\n"
-                    "Content-Length: 30\r\nConnection: close\r\n\r\n{\"error\":\"origin not allowed\"}");
+  CHECK_STR(buf, n, "HTTP/1.1 403 Forbidden\r\nConnection: close\r\n"
+                    "Content-Type: application/json\r\nContent-Length: 30\r\n\r\n{\"error\":\"origin not allowed\"}");
   /* Content-Length always matches the body */
   const char *body = strstr(buf, "\r\n\r\n") + 4;
   CHECK_EQ((size_t)(buf + n - body), 30);
@@ -628,9 +628,9 @@ static void test_responses(void) {
   u.status = 400;
   u.error = "bad \"name\"\n";
   n = wse_upgrade_response(&cfg, &u, buf, sizeof buf);
-  CHECK_STR(buf, n, "HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\n"
-                    "Content-Length: 30\r\nConnection: close\r\n\r\n"
-                    "{\"error\":\"bad \\\"name\\\"\\u000a\"}");
+  CHECK_STR(buf, n, "HTTP/1.1 400 Bad Request\r\nConnection: close\r\n"
+                    "Content-Type: application/json\r\nContent-Length: 26\r\n\r\n"
+                    "{\"error\":\"bad \\\"name\\\"\\n\"}");
   int bad = 0;
   for (int cap = 0; cap < n; cap++)
     if (wse_upgrade_response(&cfg, &u, buf, (size_t)cap) != WSE_ENOSPC) bad++;
@@ -642,7 +642,7 @@ static void test_json_error(void) {
   int n = wse_json_error("plain", 5, buf, sizeof buf);
   CHECK_STR(buf, n, "{\"error\":\"plain\"}");
   n = wse_json_error("q\"b\\s/\x01\x1f\t\x7f\xc3\xa9", 12, buf, sizeof buf);
-  CHECK_STR(buf, n, "{\"error\":\"q\\\"b\\\\s/\\u0001\\u001f\\u0009\x7f\xc3\xa9\"}");
+  CHECK_STR(buf, n, "{\"error\":\"q\\\"b\\\\s/\\u0001\\u001f\\t\x7f\xc3\xa9\"}");
   n = wse_json_error("a\0b", 3, buf, sizeof buf);
   CHECK_STR(buf, n, "{\"error\":\"a\\u0000b\"}");
   n = wse_json_error("", 0, buf, sizeof buf);

@@ -76,11 +76,11 @@ describe('chat events', () => {
     await expectTimed(g, 'message', h.id, 'h', 'after');
   });
 
-  it('a member closing without a code gets 1000 back; the others see the leave', async () => {
+  it('a member closing without a code gets a Close without a code back (1005, as natively); the others see the leave', async () => {
     const r = room('nocode');
     const [a, b] = await joinAll(r, ['a', 'b']);
     b.ws.close();
-    expect((await b.closeEvent()).code).toBe(1000);
+    expect((await b.closeEvent()).code).toBe(1005);
     expect(await a.next()).toBe(leaveEv(b.id, 'b', 1));
   });
 

@@ -40,6 +40,21 @@ describe('two modules, two apps, one Worker', () => {
     for (const app of [chat, echo]) expect(app.route(`${BASE}/ws?x=1`)).toEqual({ kind: 'websocket', index: 0, pattern: '/ws', durable: null, key: null });
   });
 
+  it('the heartbeat pair is the C app\'s (wse_app_heartbeat): chat declares ping/pong, echo none; the core answers it in the Worker too', async () => {
+    expect(chat.core.heartbeat()).toEqual(['{"type":"ping"}', '{"type":"pong"}']);
+    expect(echo.core.heartbeat()).toBeNull();
+    const heap = chat.heapStats().used;
+    expect(chat.core.heartbeat()).toEqual(['{"type":"ping"}', '{"type":"pong"}']); // read once, kept
+    expect(chat.heapStats().used).toBe(heap);
+    const c = await open(await SELF.fetch(`${BASE}/ws`, { headers: upgradeHeaders() })); // chat's echo route, in the Worker
+    c.send('{"type":"ping"}');
+    expect(await c.next()).toBe('{"type":"pong"}');
+    c.send('{"type":"ping"} ');
+    expect(await c.next()).toBe('{"type":"ping"} '); // not the exact text: the app's echo
+    c.ws.close(1000);
+    await c.closeEvent();
+  });
+
   it('echo in the Worker (host echo.test), on its own heap; its app has no /chat', async () => {
     const chatHeap = chat.heapStats().used;
     const c = await open(await SELF.fetch(`${ECHO}/ws`, { headers: upgradeHeaders() }));

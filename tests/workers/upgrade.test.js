@@ -123,7 +123,7 @@ describe('WebSocketContext.fromRequest', () => {
     expect(ctx.ok).toBe(false);
     expect(seen.status).toBe(426);
     expect(seen.error).toBe('unsupported Sec-WebSocket-Version (expected 13)');
-    expect(seen.headers).toEqual([['Sec-WebSocket-Version', '13']]);
+    expect(seen.headers).toEqual([['Sec-WebSocket-Version', '13'], ['Upgrade', 'websocket'], ['Connection', 'Upgrade']]);
     expect(ctx.response.status).toBe(426);
     expect(ctx.response.headers.get('x-hook')).toBe('1');
     expect(await ctx.response.text()).toBe('custom');
@@ -166,10 +166,10 @@ describe('/ws echo', () => {
     expect(await c.closeEvent()).toEqual({ code: 1000, reason: 'bye' });
   });
 
-  it('answers a close without a code with 1000', async () => {
+  it('answers a close without a code with a Close without a code (1005, as natively)', async () => {
     const c = await connect('/ws');
     c.ws.close();
-    expect((await c.closeEvent()).code).toBe(1000);
+    expect((await c.closeEvent()).code).toBe(1005);
   });
 
   it('echoes a client close code back (4001)', async () => {

@@ -72,6 +72,8 @@ struct wse_app {
   wse_direct_send_fn direct; /* host fast path for SENDs (optional) */
   void *direct_ud;
   uint8_t deflate_off; /* host-wide: decline permessage-deflate offers */
+  const char *hb[2];    /* the heartbeat pair (ping, pong), or NULL */
+  uint16_t hb_n[2];
 };
 
 enum { K_UPGRADE = 1, K_WS, K_HTTP };
@@ -892,10 +894,10 @@ static int fail(wse_app_t *a, wse_response_t *r, int status, const char *hdr,
 
 static int fail_upgrade(wse_app_t *a, wse_response_t *r,
                         const wse_upgrade_t *u) {
-  return fail(a, r, u->status,
-              u->allow_get   ? "Allow: GET\r\n"
-              : u->version13 ? "Sec-WebSocket-Version: 13\r\n"
-                             : NULL,
+  char hdr[96];
+  int hn = wse_upgrade_headers(NULL, u, hdr, sizeof hdr - 1);
+  hdr[hn > 0 ? hn : 0] = 0;
+  return fail(a, r, u->status, hn > 0 ? hdr : NULL,
               u->error ? u->error : "bad request");
 }
 
@@ -903,26 +905,14 @@ static int accept_resp(wse_app_t *a, const wse_config_t *cfg,
                        const wse_upgrade_t *u, wse_response_t *r) {
   const char *proto = u->subprotocol >= 0 ? cfg->subprotocols[u->subprotocol]
                                           : NULL;
-  size_t pn = proto ? wse__strlen(proto) : 0;
-  char ext[192];
-  int en = u->deflate_accepted ? wse_deflate_response(u, ext, sizeof ext) : 0;
-  if (rbuf_reserve(a, 160 + pn + sizeof ext)) return WSE_ENOMEM;
-  wse_jw_t w = {a->rbuf, 0, a->rbuf_cap};
-  wse_jw_lit(&w, "Upgrade: websocket\r\nConnection: Upgrade\r\n"
-                  "Sec-WebSocket-Accept: ");
-  wse_jw_raw(&w, u->accept, 28);
-  if (proto) {
-    wse_jw_lit(&w, "\r\nSec-WebSocket-Protocol: ");
-    wse_jw_raw(&w, proto, pn);
-  }
-  if (en > 0) {
-    wse_jw_lit(&w, "\r\nSec-WebSocket-Extensions: ");
-    wse_jw_raw(&w, ext, (size_t)en);
-  }
-  wse_jw_lit(&w, "\r\n");
+  size_t cap = 320 + (proto ? wse__strlen(proto) : 0);
+  int n;
+  if (rbuf_reserve(a, cap) ||
+      (n = wse_upgrade_headers(cfg, u, a->rbuf, cap)) < 0)
+    return WSE_ENOMEM;
   r->status = 101;
   r->headers = a->rbuf;
-  r->headers_len = w.n;
+  r->headers_len = (size_t)n;
   r->body = "";
   r->body_len = 0;
   return WSE_OK;
@@ -1006,10 +996,31 @@ int wse_app_message(wse_app_t *a, uint32_t h, unsigned opcode,
   s->last_seen_ms = now_ms;
   a->st.messages_in++;
   a->st.bytes_in += n;
+  if (opcode == WSE_OP_TEXT && a->hb[0] && n == a->hb_n[0] &&
+      wse__memeq(p, a->hb[0], n))
+    return send_session(a, s, WSE_OP_TEXT, a->hb[1], a->hb_n[1]);
   ctx_init(&c, a, s, K_WS, now_ms);
   const wse_route_t *rt = &a->routes[s->route].r;
   if (rt->on_message) rt->on_message(&c, opcode, p ? p : (const uint8_t *)"", n);
   return c.dirty ? finish(&c) : WSE_OK; /* the common case: no attachment */
+}
+
+int wse_app_heartbeat(wse_app_t *a, const char *ping, const char *pong) {
+  size_t pn = ping ? wse__strlen(ping) : 0, qn = pong ? wse__strlen(pong) : 0;
+  if (!ping != !pong) return WSE_EINVAL;
+  if (ping && (!pn || !qn || pn > WSE_HEARTBEAT_MAX || qn > WSE_HEARTBEAT_MAX ||
+               !wse_utf8_valid((const uint8_t *)ping, pn) ||
+               !wse_utf8_valid((const uint8_t *)pong, qn)))
+    return WSE_EINVAL;
+  a->hb[0] = ping;
+  a->hb[1] = pong;
+  a->hb_n[0] = (uint16_t)pn;
+  a->hb_n[1] = (uint16_t)qn;
+  return WSE_OK;
+}
+
+const char *wse_app_heartbeat_get(const wse_app_t *a, int pong) {
+  return a->hb[pong ? 1 : 0];
 }
 
 int wse_app_close(wse_app_t *a, uint32_t h, unsigned code,
@@ -1184,22 +1195,3 @@ long wse_query_param(wse_str_t t, const char *key, char *out, size_t cap) {
   return -1;
 }
 
-long wse_response_write(const wse_response_t *r, char *buf, size_t cap) {
-  wse_jw_t w = {buf, 0, cap};
-  const char *rp = wse_http_reason(r->status);
-  wse_jw_lit(&w, "HTTP/1.1 ");
-  wse_jw_u64(&w, (uint64_t)(r->status > 0 ? r->status : 0));
-  wse_jw_lit(&w, " ");
-  wse_jw_raw(&w, rp, wse__strlen(rp));
-  wse_jw_lit(&w, "\r\n");
-  wse_jw_raw(&w, r->headers, r->headers_len);
-  if (r->status != 101) {
-    if (r->body_len) wse_jw_lit(&w, "Content-Type: application/json\r\n");
-    wse_jw_lit(&w, "Content-Length: ");
-    wse_jw_u64(&w, r->body_len);
-    wse_jw_lit(&w, "\r\n");
-  }
-  wse_jw_lit(&w, "\r\n");
-  wse_jw_raw(&w, r->body, r->body_len);
-  return w.n <= cap ? (long)w.n : WSE_ENOSPC;
-}

@@ -343,36 +343,21 @@ int wse_deflate_response(const wse_upgrade_t *u, char *buf, size_t cap) {
   return w.overflow ? WSE_ENOSPC : (int)w.n;
 }
 
-static void w_json_error(wbuf_t *w, const char *msg, size_t n) {
-  static const char hex[] = "0123456789abcdef";
-  w_str(w, "{\"error\":\"");
-  for (size_t i = 0; i < n; i++) {
-    uint8_t c = (uint8_t)msg[i];
-    if (c == '"' || c == '\\') {
-      char e[2] = {'\\', (char)c};
-      w_bytes(w, e, 2);
-    } else if (c < 0x20) {
-      char e[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15]};
-      w_bytes(w, e, 6);
-    } else {
-      w_bytes(w, (const char *)&msg[i], 1);
-    }
-  }
-  w_str(w, "\"}");
-}
-
 int wse_json_error(const char *msg, size_t msg_len, char *buf, size_t cap) {
-  wbuf_t w = {buf, 0, cap, 0};
-  w_json_error(&w, msg, msg_len);
-  return w.overflow ? WSE_ENOSPC : (int)w.n;
+  wse_jw_t w = {buf, 0, cap};
+  wse_jw_lit(&w, "{\"error\":");
+  wse_jw_str(&w, msg, msg_len);
+  wse_jw_lit(&w, "}");
+  return w.n <= cap ? (int)w.n : WSE_ENOSPC;
 }
 
-int wse_upgrade_response(const wse_config_t *cfg, const wse_upgrade_t *u,
-                         char *buf, size_t cap) {
+/* The one writer of upgrade responses' headers: the app's 101 and its
+ * rejections and wse_upgrade_response all come from here. */
+int wse_upgrade_headers(const wse_config_t *cfg, const wse_upgrade_t *u,
+                        char *buf, size_t cap) {
   wbuf_t w = {buf, 0, cap, 0};
   if (u->status == 101) {
-    w_str(&w, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
-              "Connection: Upgrade\r\nSec-WebSocket-Accept: ");
+    w_str(&w, "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ");
     w_str(&w, u->accept);
     w_str(&w, "\r\n");
     if (u->subprotocol >= 0 && cfg && (size_t)u->subprotocol < cfg->n_subprotocols) {
@@ -389,34 +374,53 @@ int wse_upgrade_response(const wse_config_t *cfg, const wse_upgrade_t *u,
       }
       w_str(&w, "\r\n");
     }
-    w_str(&w, "\r\n");
-    return w.overflow ? WSE_ENOSPC : (int)w.n;
+  } else if (u->allow_get) {
+    w_str(&w, "Allow: GET\r\n");
+  } else if (u->version13) {
+    /* RFC 7231 §6.5.15: a 426 names the protocol to upgrade to, and an
+     * Upgrade header comes with its Connection option (RFC 7230 §6.7); a
+     * host that closes after the response adds its own "Connection: close"
+     * (two Connection fields are one list). */
+    w_str(&w, "Sec-WebSocket-Version: 13\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n");
   }
-  const char *msg = u->error ? u->error : wse_http_reason(u->status);
-  size_t mlen = wse__strlen(msg);
-  size_t blen = 12; /* {"error":" + "} around the escaped message */
-  for (size_t i = 0; i < mlen; i++) {
-    uint8_t c = (uint8_t)msg[i];
-    blen += (c == '"' || c == '\\') ? 2 : c < 0x20 ? 6 : 1;
-  }
-  int status = u->status >= 100 && u->status <= 999 ? u->status : 500;
+  return w.overflow ? WSE_ENOSPC : (int)w.n;
+}
+
+long wse_response_write(const wse_response_t *r, char *buf, size_t cap) {
+  wbuf_t w = {buf, 0, cap, 0};
+  int status = r->status >= 100 && r->status <= 999 ? r->status : 500;
   w_str(&w, "HTTP/1.1 ");
   w_uint(&w, (unsigned long)status);
   w_str(&w, " ");
   w_str(&w, wse_http_reason(status));
-  w_str(&w, "\r\nContent-Type: application/json\r\nContent-Length: ");
-  w_uint(&w, (unsigned long)blen);
   w_str(&w, "\r\n");
-  if (u->allow_get) w_str(&w, "Allow: GET\r\n");
-  if (u->version13) {
-    /* RFC 7231 §6.5.15: a 426 names the protocol to upgrade to. */
-    w_str(&w, "Sec-WebSocket-Version: 13\r\nUpgrade: websocket\r\nConnection: Upgrade, close\r\n");
-  } else {
-    w_str(&w, "Connection: close\r\n");
+  w_bytes(&w, r->headers, r->headers_len);
+  if (status != 101) {
+    if (r->body_len) w_str(&w, "Content-Type: application/json\r\n");
+    w_str(&w, "Content-Length: ");
+    w_uint(&w, (unsigned long)r->body_len);
+    w_str(&w, "\r\n");
   }
   w_str(&w, "\r\n");
-  w_json_error(&w, msg, mlen);
-  return w.overflow ? WSE_ENOSPC : (int)w.n;
+  w_bytes(&w, r->body, r->body_len);
+  return w.overflow ? WSE_ENOSPC : (long)w.n;
+}
+
+int wse_upgrade_response(const wse_config_t *cfg, const wse_upgrade_t *u,
+                         char *buf, size_t cap) {
+  char hdr[512], body[160];
+  int hn = wse_upgrade_headers(cfg, u, hdr, sizeof hdr - 20), bn = 0;
+  if (hn < 0) return hn;
+  if (u->status != 101) {
+    const char *msg = u->error ? u->error : wse_http_reason(u->status);
+    wse__memcpy(hdr + hn, "Connection: close\r\n", 19);
+    hn += 19;
+    bn = wse_json_error(msg, wse__strlen(msg), body, sizeof body);
+    if (bn < 0) return bn;
+  }
+  wse_response_t r = {u->status, hdr, (size_t)hn, body, (size_t)bn};
+  long n = wse_response_write(&r, buf, cap);
+  return n < 0 ? WSE_ENOSPC : (int)n;
 }
 
 /* ---- validation ------------------------------------------------------ */

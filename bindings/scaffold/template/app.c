@@ -107,8 +107,6 @@ static void on_open(wse_ctx_t *c) {
   to_room(c, r.p, r.n, ev, n);
 }
 
-static const char ping[] = "{\"type\":\"ping\"}";
-static const char pong[] = "{\"type\":\"pong\"}";
 static const char too_long[] =
     "{\"type\":\"error\",\"error\":\"message too long\"}";
 
@@ -119,10 +117,6 @@ static void on_message(wse_ctx_t *c, unsigned opcode, const uint8_t *p,
   size_t len;
   if (opcode == WSE_OP_BINARY) { /* to everyone else, as it came */
     wse_broadcast(c, r.p, r.n, opcode, p, n, &s->id, 1);
-    return;
-  }
-  if (n == sizeof ping - 1 && __builtin_memcmp(p, ping, n) == 0) {
-    wse_send(c, WSE_OP_TEXT, pong, sizeof pong - 1);
     return;
   }
   if (n > TEXT_MAX) {
@@ -183,7 +177,10 @@ int wsedge_app(wse_app_t *app) {
   info.handler = room_info;
   info.durable = "ROOMS"; /* answered by the same room's object */
   if ((rc = wse_app_route(app, &room)) < 0 ||
-      (rc = wse_app_http_route(app, &info)) < 0)
+      (rc = wse_app_http_route(app, &info)) < 0 ||
+      /* {"type":"ping"} is answered {"type":"pong"} before on_message
+       * (at the edge by the runtime, without waking the room) */
+      (rc = wse_app_heartbeat(app, "{\"type\":\"ping\"}", "{\"type\":\"pong\"}")) < 0)
     return rc;
   return WSE_OK;
 }

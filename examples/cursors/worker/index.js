@@ -9,10 +9,9 @@ import wasm from '../../../build/examples/cursors.wasm';
 import page from '../public/index.html';
 import { WsedgeApp, WsedgeRoom } from 'wsedge';
 
-// autoResponse: null — the protocol has no text messages, so no runtime
-// answer to the chat heartbeat either: a text message is closed with 1003
-// by the app, on both targets.
-const app = new WsedgeApp(wasm, { page, autoResponse: null });
+// The app declares no heartbeat (its protocol has no text messages): a
+// text message is closed with 1003 by the app, on both targets.
+const app = new WsedgeApp(wasm, { page });
 
 // One board per object; hibernation, attachments and wake-up restore are
 // WsedgeRoom's (each session's last position is in its attachment).

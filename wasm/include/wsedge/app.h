@@ -208,18 +208,6 @@ typedef struct wse_action {
 
 /* ---- host side ------------------------------------------------------- */
 
-/* Points into the app: valid until its next upgrade/http call. */
-typedef struct wse_response {
-  int status;                  /* 101, or an HTTP status */
-  const char *headers;         /* "Name: value\r\n"... (no status line) */
-  size_t headers_len;
-  const char *body;            /* JSON for non-101 */
-  size_t body_len;
-} wse_response_t;
-
-/* Write the full HTTP/1.1 response (status line, headers, Content-Type and
- * Content-Length for bodies). Returns its length or WSE_ENOSPC. */
-long wse_response_write(const wse_response_t *r, char *buf, size_t cap);
 
 int wse_app_new(wse_app_t **out, const wse_allocator_t *a,
                 const wse_config_t *defaults);
@@ -281,6 +269,18 @@ int wse_app_http(wse_app_t *app, const wse_request_t *req,
  * "timeout". Returns how many; *next_ms (may be NULL) = the earliest end of
  * the others' lifetimes, 0 when none has one. */
 long wse_app_expire(wse_app_t *app, uint64_t now_ms, uint64_t *next_ms);
+
+/* The app's heartbeat pair: a text message exactly `ping` is answered
+ * `pong` to its sender, before on_message and instead of it (last_seen_ms
+ * still moves). At the edge a Durable Object's runtime answers it without
+ * waking the room (setWebSocketAutoResponse, which the shim reads from
+ * here); natively and in a Worker the core does. Both strings (1 to
+ * WSE_HEARTBEAT_MAX bytes of UTF-8) must outlive the app; NULL, NULL removes
+ * the pair. WSE_EINVAL for anything else. */
+#define WSE_HEARTBEAT_MAX 2048
+int wse_app_heartbeat(wse_app_t *app, const char *ping, const char *pong);
+/* The pair's ping (pong = 0) or pong (pong = 1), NULL when none is set. */
+const char *wse_app_heartbeat_get(const wse_app_t *app, int pong);
 
 /* Send to a session from outside a handler (timers, other threads). */
 int wse_app_send_to(wse_app_t *app, const wse_sid_t *id, unsigned opcode,

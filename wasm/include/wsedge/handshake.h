@@ -80,10 +80,32 @@ int wse_deflate_response(const wse_upgrade_t *u, char *buf, size_t cap);
 /* Sec-WebSocket-Accept for a key (any length; the validator checks it). */
 void wse_accept_key(const char *key, size_t key_len, char out[29]);
 
-/* Full HTTP/1.1 response for `u`: the 101 with Upgrade/Connection/Accept,
- * Sec-WebSocket-Protocol and -Extensions when chosen; or the error status
- * with its extra header and a JSON body {"error":"..."}. Returns the length
- * written or WSE_ENOSPC. 512 bytes always suffice for error responses. */
+/* An HTTP response: an app's (valid until the app's next upgrade/http
+ * call) or one built from wse_upgrade_headers. */
+typedef struct wse_response {
+  int status;                  /* 101, or an HTTP status */
+  const char *headers;         /* "Name: value\r\n"... (no status line) */
+  size_t headers_len;
+  const char *body;            /* JSON for non-101 */
+  size_t body_len;
+} wse_response_t;
+
+/* Write the full HTTP/1.1 response (status line with wse_http_reason,
+ * headers, Content-Type and Content-Length for non-101). Returns its length
+ * or WSE_ENOSPC. The one response writer of both hosts. */
+long wse_response_write(const wse_response_t *r, char *buf, size_t cap);
+
+/* The headers (each ending CRLF) answering `u`: for a 101 Upgrade,
+ * Connection, Sec-WebSocket-Accept and the chosen -Protocol/-Extensions;
+ * for a 405 Allow: GET; for a 426 Sec-WebSocket-Version: 13 with Upgrade
+ * and Connection: Upgrade. Returns the length or WSE_ENOSPC. */
+int wse_upgrade_headers(const wse_config_t *cfg, const wse_upgrade_t *u,
+                        char *buf, size_t cap);
+
+/* Full HTTP/1.1 response for `u` on a connection that closes after an
+ * error: wse_upgrade_headers, "Connection: close" and a JSON body
+ * {"error":"..."} for errors, through wse_response_write. Returns the
+ * length written or WSE_ENOSPC. 512 bytes always suffice for errors. */
 int wse_upgrade_response(const wse_config_t *cfg, const wse_upgrade_t *u,
                          char *buf, size_t cap);
 
