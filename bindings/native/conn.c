@@ -34,7 +34,7 @@ static void do_end(wsn_thread_t *t, wsn_conn_t *c, const uint8_t *reason,
 
 /* Wall clock for the app (chat `ts`), read once per libuv callback: a
  * clock_gettime per message showed up in profiles. wsn_finish clears it. */
-static uint64_t wall_ms(wsn_thread_t *t) {
+uint64_t wsn_wall_ms(wsn_thread_t *t) {
   if (!t->wall_ms) {
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
@@ -421,7 +421,7 @@ static void do_end(wsn_thread_t *t, wsn_conn_t *c, const uint8_t *reason,
             (int)topic.n, topic.n ? topic.p : "", peer, c->close_code,
             wsn_now_ms32(t) - c->open_ms);
   }
-  wse_app_close(srv->app, c->sess, c->close_code, reason, rn, wall_ms(t));
+  wse_app_close(srv->app, c->sess, c->close_code, reason, rn, wsn_wall_ms(t));
   atomic_fetch_sub(&srv->n_ws, 1);
   wsn_exec_actions(t);
 }
@@ -465,7 +465,7 @@ static void deflate_failed(wsn_thread_t *t, wsn_conn_t *c, int rc) {
   if (c->flags & WSN_F_SESSION) {
     wsn_app_lock(t);
     wse_app_error(t->srv->app, c->sess, rc == WSN_DEFLATE_EDATA ? WSE_EPROTO : rc,
-                  wall_ms(t));
+                  wsn_wall_ms(t));
   }
   wsn_conn_close_ws(t, c, code, why, strlen(why));
 }
@@ -498,7 +498,7 @@ static void ws_feed(wsn_thread_t *t, wsn_conn_t *c, uint8_t *p, size_t n) {
       }
       if (!t->locked) wsn_app_lock(t); /* may deliver queued items, even a close to us */
       if (c->state == WSN_ST_WS && (c->flags & WSN_F_SESSION)) {
-        wse_app_message(t->srv->app, c->sess, ev.opcode, mp, mn, wall_ms(t));
+        wse_app_message(t->srv->app, c->sess, ev.opcode, mp, mn, wsn_wall_ms(t));
         wsn_exec_actions(t);
       }
       break;
@@ -541,7 +541,7 @@ static void ws_feed(wsn_thread_t *t, wsn_conn_t *c, uint8_t *p, size_t n) {
         c->deadline_s = wsn_now_s(t) + ws->cfg->close_timeout_s;
         if (c->flags & WSN_F_SESSION) {
           wsn_app_lock(t);
-          wse_app_error(t->srv->app, c->sess, ev.error, wall_ms(t));
+          wse_app_error(t->srv->app, c->sess, ev.error, wsn_wall_ms(t));
           wsn_conn_end_session(t, c);
         }
         /* the engine ignores further input: half-close and wait for EOF */
@@ -588,7 +588,7 @@ static void ws_upgrade(wsn_thread_t *t, wsn_conn_t *c, const wse_request_t *req,
    * (they still connect): zlib state never grows without bound */
   uint64_t cap = srv->opts.deflate_max_memory;
   wse_app_set_deflate(srv->app, !cap || wsn_deflate_memory() < cap);
-  int h = wse_app_upgrade(srv->app, req, ent, wall_ms(t), &u, &resp);
+  int h = wse_app_upgrade(srv->app, req, ent, wsn_wall_ms(t), &u, &resp);
   if (h < 0) {
     wsn_log(WSN_LOG_DEBUG, "upgrade of %.*s rejected: %d", (int)req->target.n,
             req->target.p, resp.status);
@@ -609,7 +609,7 @@ static void ws_upgrade(wsn_thread_t *t, wsn_conn_t *c, const wse_request_t *req,
   if (rl < 0 || out_put(t, c, buf, (size_t)rl) < 0) {
     wsn_log(WSN_LOG_ERROR, "cannot write the 101 response (%ld)", rl);
     wsn_deflate_free(dfl);
-    wse_app_close(srv->app, (uint32_t)h, WSE_CLOSE_ABNORMAL, NULL, 0, wall_ms(t));
+    wse_app_close(srv->app, (uint32_t)h, WSE_CLOSE_ABNORMAL, NULL, 0, wsn_wall_ms(t));
     wsn_exec_actions(t);
     close_now(t, c);
     return;
@@ -638,7 +638,7 @@ static void ws_upgrade(wsn_thread_t *t, wsn_conn_t *c, const wse_request_t *req,
     wsn_log(WSN_LOG_INFO, "open sid=%s path=%.*s peer=%s thread=%d", sid,
             (int)path.n, path.p, peer, t->idx);
   }
-  wse_app_open(srv->app, (uint32_t)h, wall_ms(t));
+  wse_app_open(srv->app, (uint32_t)h, wsn_wall_ms(t));
   wsn_exec_actions(t);
   /* bytes pipelined after the head belong to the WebSocket */
   if (rn && c->state == WSN_ST_WS) ws_feed(t, c, rest, rn);
@@ -649,7 +649,7 @@ static void app_http(wsn_thread_t *t, wsn_conn_t *c, const wse_request_t *req,
   wsn_app_lock(t);
   wse_response_t resp;
   memset(&resp, 0, sizeof resp);
-  wse_app_http(t->srv->app, req, body, bn, wall_ms(t), &resp);
+  wse_app_http(t->srv->app, req, body, bn, wsn_wall_ms(t), &resp);
   int head = req->method.n == 4 && memcmp(req->method.p, "HEAD", 4) == 0;
   wsn_respond_app(t, c, &resp, head);
   wsn_exec_actions(t);

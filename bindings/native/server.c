@@ -286,7 +286,37 @@ static void exec_one(wsn_thread_t *t, const wse_action_t *a) {
     break;
   case WSE_ACT_ATTACH:
     break; /* attachments matter to Durable Objects only */
+  case WSE_ACT_TIMER:
+    t->apptm_dirty = 1; /* kept in the core's memory: only the clock moves */
+    break;
   }
+}
+
+/* ---- the app's timers ------------------------------------------------------- */
+
+static void on_apptm(uv_timer_t *tm);
+
+/* Set this thread's clock for the app's earliest timer when that is sooner
+ * than what it is set for (under the app lock). Any thread may set a timer,
+ * so every thread that saw one change sets its own clock: the first to
+ * fire runs what is due; the others find nothing and set theirs again. */
+static void arm_app_timer(wsn_thread_t *t) {
+  uint64_t next = wse_app_timer_next(t->srv->app), now;
+  t->apptm_dirty = 0;
+  if (!next || t->stopping || (t->apptm_at && t->apptm_at <= next)) return;
+  now = wsn_wall_ms(t);
+  t->apptm_at = next;
+  uv_timer_start(&t->apptm, on_apptm, next > now ? next - now : 0, 0);
+}
+
+static void on_apptm(uv_timer_t *tm) {
+  wsn_thread_t *t = tm->loop->data;
+  t->apptm_at = 0;
+  wsn_app_lock(t);
+  wse_app_timers_run(t->srv->app, wsn_wall_ms(t));
+  wsn_exec_actions(t);
+  arm_app_timer(t);
+  wsn_finish(t);
 }
 
 void wsn_exec_actions(wsn_thread_t *t) {
@@ -311,6 +341,7 @@ void wsn_exec_actions(wsn_thread_t *t) {
   }
   t->n_ends = 0;
   t->in_exec = 0;
+  if (t->apptm_dirty) arm_app_timer(t);
 }
 
 /* ---- per-thread callbacks ----------------------------------------------------- */
@@ -327,6 +358,7 @@ static void thread_close_handles(wsn_thread_t *t) {
     t->listening = 0;
   }
   uv_close((uv_handle_t *)&t->tick, on_handle_closed);
+  uv_close((uv_handle_t *)&t->apptm, on_handle_closed);
   uv_close((uv_handle_t *)&t->async, on_handle_closed);
   uv_close((uv_handle_t *)&t->log_check, on_handle_closed);
   if (t->idx == 0 && t->srv->signals) {
@@ -343,6 +375,7 @@ static void maybe_stopped(wsn_thread_t *t) {
   if (!t->stopping || t->n_conns != 0 || t->idle) return;
   t->idle = 1;
   uv_timer_stop(&t->tick);
+  uv_timer_stop(&t->apptm); /* timers live in memory: they end with the server */
   wsn_server_t *srv = t->srv;
   if (atomic_fetch_add(&srv->n_idle, 1) + 1 == srv->nthreads) {
     atomic_store(&srv->all_idle, 1);
@@ -589,6 +622,7 @@ static int thread_init(wsn_server_t *srv, wsn_thread_t *t, int idx, int fd) {
     return e;
   uv_timer_init(&t->loop, &t->tick);
   uv_timer_start(&t->tick, on_tick, 1000, 1000);
+  uv_timer_init(&t->loop, &t->apptm);
   uv_async_init(&t->loop, &t->async, on_async);
   uv_check_init(&t->loop, &t->log_check);
   uv_check_start(&t->log_check, on_log_check);

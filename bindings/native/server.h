@@ -114,6 +114,9 @@ typedef struct wsn_thread {
   uv_loop_t loop;
   uv_tcp_t listener;
   uv_timer_t tick;
+  uv_timer_t apptm;             /* the app's timers (wse_app_timer_next) */
+  uint64_t apptm_at;            /* when apptm fires (wall ms), 0: not set */
+  int apptm_dirty;              /* TIMER actions ran: set apptm again */
   uv_async_t async;
   uv_check_t log_check;         /* flushes this thread's buffered log lines */
   uv_thread_t tid;
@@ -206,6 +209,8 @@ uint64_t wsn_uptime_s(wsn_thread_t *t);
 /* conn.c */
 void wsn_on_connection(uv_stream_t *server, int status);
 void wsn_conn_tick(wsn_thread_t *t, wsn_conn_t *c, uint32_t now_s);
+/* The wall clock (ms since the epoch) the app sees, read once per callback. */
+uint64_t wsn_wall_ms(wsn_thread_t *t);
 void wsn_conn_shutdown(wsn_thread_t *t, wsn_conn_t *c);
 void wsn_conn_abort(wsn_thread_t *t, wsn_conn_t *c);
 int wsn_conn_append(wsn_thread_t *t, wsn_conn_t *c, const uint8_t *p,

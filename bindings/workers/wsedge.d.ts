@@ -12,6 +12,7 @@ export declare const ACT_SEND: 1;
 export declare const ACT_BROADCAST: 2;
 export declare const ACT_CLOSE: 3;
 export declare const ACT_ATTACH: 4;
+export declare const ACT_TIMER: 5;
 
 /** Heap figures of a module's instance: bytes in use, bytes managed, linear memory. */
 export interface HeapStats {
@@ -180,6 +181,12 @@ export declare class WsedgeContext {
   free(): void;
   /** Live sessions. */
   sessions(): number;
+  /** Run the app's due timers (queue their actions); returns how many ran. */
+  runTimers(): number;
+  /** When the app's earliest timer is due (ms since the epoch; 0: none). */
+  timerNext(): number;
+  /** Re-create a timer from a stored record (a TIMER action's); 0 or a negative error. */
+  loadTimer(record: Uint8Array): number;
 }
 
 export interface DurableSessionsOptions {
@@ -275,8 +282,10 @@ export declare class WsedgeRoom<Env = unknown> extends DurableObject<Env> {
   webSocketError(ws: WebSocket, error: unknown): void;
   /**
    * The object's alarm: sessions past their lifetime are closed with 4000
-   * "timeout" and the next lifetime end is armed. A subclass with alarms of
-   * its own calls super.alarm() from its alarm().
+   * "timeout", the app's due timers run (wse_timer_set; kept in the
+   * object's SQLite storage, table wsedge_timers) and the alarm is set for
+   * what comes next. A subclass with alarms of its own calls super.alarm()
+   * from its alarm().
    */
   alarm(): void | Promise<void>;
 }

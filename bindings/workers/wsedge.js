@@ -89,7 +89,7 @@ function settingsFrom(config = {}, env) {
   return out;
 }
 
-export const ACT_SEND = 1, ACT_BROADCAST = 2, ACT_CLOSE = 3, ACT_ATTACH = 4;
+export const ACT_SEND = 1, ACT_BROADCAST = 2, ACT_CLOSE = 3, ACT_ATTACH = 4, ACT_TIMER = 5;
 const OP_TEXT = 1, OP_BINARY = 2;
 const ROUTE_WS = 1, ROUTE_HTTP = 2; // WSE_ROUTE_* (wsedge/app.h)
 const NO_ROUTE = Object.freeze({ kind: 'none', index: -1, pattern: null, durable: null, key: null });
@@ -108,7 +108,8 @@ const ENV = {
 const REQUIRED = ['wsx_new', 'wsx_free', 'wsx_result', 'wsx_input', 'wsx_validate', 'wsx_is_upgrade', 'wsx_upgrade',
   'wsx_open', 'wsx_message', 'wsx_close', 'wsx_error', 'wsx_http', 'wsx_seed', 'wsx_restore', 'wsx_sid', 'wsx_find',
   'wsx_send_to', 'wsx_sessions', 'wsx_route_info', 'wsx_heap_used', 'wsx_heap_size', 'wsx_start', 'wsx_expire',
-  'wsx_max_message', 'wsx_session_end', 'wsx_heartbeat', 'wsx_wire_code'];
+  'wsx_max_message', 'wsx_session_end', 'wsx_heartbeat', 'wsx_wire_code', 'wsx_timers_run', 'wsx_timer_next',
+  'wsx_timer_load'];
 
 // ---- modules: one instance per module per isolate ---------------------------
 
@@ -280,6 +281,21 @@ export class WsedgeContext {
   expire() {
     this.core.x.wsx_expire(this.ptr, Date.now());
     return this.word(R_NEXT_LO) + this.word(R_NEXT_HI) * 2 ** 32;
+  }
+
+  /** Run the app's due timers (actions queued; execute them). Returns how many ran. */
+  runTimers() {
+    return this.core.x.wsx_timers_run(this.ptr, Date.now());
+  }
+
+  /** When the app's earliest timer is due (ms since the epoch; 0: none). */
+  timerNext() {
+    return this.core.x.wsx_timer_next(this.ptr);
+  }
+
+  /** Re-create a timer from a record a TIMER action carried; 0 or a negative error. */
+  loadTimer(rec) {
+    return this.core.x.wsx_timer_load(this.ptr, this.putData(rec));
   }
 
   /** Release the context and every session in it. */
@@ -527,7 +543,7 @@ export class WsedgeContext {
     const w = c.u32, u8 = c.u8, r = this.res;
     const n = w[r + R_NACT];
     if (!n) return;
-    let t = w[r + R_TAPE] >>> 2;
+    let t = w[r + R_TAPE] >>> 2, timers = false;
     for (let i = 0; i < n; i++, t += 8) {
       const type = w[t], target = w[t + 1], op = w[t + 2], code = w[t + 3];
       const dp = w[t + 4], dl = w[t + 5], rp = w[t + 6] >>> 2, rn = w[t + 7];
@@ -546,9 +562,14 @@ export class WsedgeContext {
         case ACT_ATTACH:
           host.attach(target, u8.slice(dp, dp + dl));
           break;
+        case ACT_TIMER: // set (op 1: its record) or removed (op 0); code: the id's length
+          host.timer?.(op, u8.slice(dp, dp + dl), code);
+          timers = true;
+          break;
       }
     }
     host.settle?.();
+    if (timers) host.armTimers?.();
   }
 }
 
@@ -575,7 +596,9 @@ class SocketHost {
     this.handles = new Map();   // WebSocket -> handle
     this.ended = [];            // [handle, code] to report to the core after a batch
     this.limits = [];           // handle -> the route's max_message_size
-    this.expireAt = 0;          // when expiry is scheduled (ms), 0: not
+    this.expireAt = 0;          // the earliest session lifetime end known (ms), 0: none
+    this.timerAt = 0;           // when the app's earliest timer is due (ms), 0: none
+    this.armed = 0;             // when the clock is set to fire (ms), 0: not set
   }
 
   bind(h, ws) {
@@ -584,30 +607,46 @@ class SocketHost {
     this.limits[h] = this.cx.maxMessage(h);
   }
 
-  // A session's lifetime end is scheduled when it is earlier than what is
-  // (schedule: a timer in the Worker, the object's alarm in a room).
+  // One clock for session lifetimes and the app's timers: set to the
+  // earliest of both when that is earlier than what it is set to (a clock
+  // that fires early finds nothing due and is set again). schedule: a
+  // timer in the Worker, the object's alarm in a room.
   watch(h) {
     const end = this.cx.sessionEnd(h);
     if (end > 0 && (!this.expireAt || end < this.expireAt)) {
       this.expireAt = end;
-      this.schedule(end);
+      this.arm();
     }
   }
 
-  // Due: sessions past their lifetime get 4000 "timeout"; re-arm for the next.
-  expire() {
-    this.expireAt = 0;
-    const next = this.cx.expire();
-    this.cx.execute(this);
-    if (next) {
-      this.expireAt = next;
-      this.schedule(next);
+  armTimers() {
+    this.timerAt = this.cx.timerNext();
+    this.arm();
+  }
+
+  arm() {
+    const a = this.expireAt, b = this.timerAt;
+    const at = a && b ? Math.min(a, b) : a || b;
+    if (at && (!this.armed || at < this.armed)) {
+      this.armed = at;
+      this.schedule(at);
     }
+  }
+
+  // The clock fired: sessions past their lifetime get 4000 "timeout", due
+  // timers run; then it is set for what comes next.
+  due() {
+    this.armed = 0;
+    this.expireAt = this.cx.expire();
+    this.cx.execute(this);
+    this.cx.runTimers();
+    this.cx.execute(this);
+    this.armTimers();
   }
 
   schedule(at) {
     clearTimeout(this.timer);
-    this.timer = setTimeout(() => this.expire(), Math.max(0, at - Date.now()));
+    this.timer = setTimeout(() => this.due(), Math.max(0, at - Date.now()));
   }
 
   unbind(h) {
@@ -985,6 +1024,7 @@ export function durableContexts() {
 }
 
 const ALARM_KEY = 'wsedge:alarm';
+const TIMERS_KEY = 'wsedge:timers'; // set once the object has stored a timer
 
 class DurableHost extends SocketHost {
   constructor(core, state, gone, settings) {
@@ -993,16 +1033,61 @@ class DurableHost extends SocketHost {
     this.gone = gone; // sockets whose session ended (outlives the context)
     // the alarm this object has set (kept beside it: a wake knows it at once)
     const kv = state.storage?.kv;
-    try { this.expireAt = Number(kv?.get(ALARM_KEY)) || 0; } catch { this.expireAt = 0; }
+    try { this.armed = Number(kv?.get(ALARM_KEY)) || 0; } catch { this.armed = 0; }
+    this.loadTimers();
   }
 
-  // Session lifetimes at the edge: the object's alarm (it wakes a
-  // hibernated room by itself); WsedgeRoom.alarm() runs expire().
+  // Session lifetimes and the app's timers at the edge: the object's alarm
+  // (it wakes a hibernated room by itself); WsedgeRoom.alarm() runs due().
   schedule(at) {
     const st = this.state.storage;
     if (!st || typeof st.setAlarm !== 'function') return;
     st.setAlarm(at);
     try { st.kv?.put(ALARM_KEY, at); } catch { /* no sync KV: re-derived on wakes */ }
+  }
+
+  // The app's timers live in the object's SQLite storage, one row per
+  // timer (its record, keyed by its id): they survive hibernation,
+  // eviction and restarts. A new context loads them back.
+  timerSql() {
+    const st = this.state.storage;
+    if (this.sqlReady) return st.sql;
+    if (!st?.sql || typeof st.sql.exec !== 'function') {
+      if (!DurableHost.warned) console.error('wsedge: timers need a SQLite-backed Durable Object (new_sqlite_classes): they are kept in memory only');
+      DurableHost.warned = true;
+      return null;
+    }
+    st.sql.exec('CREATE TABLE IF NOT EXISTS wsedge_timers (id BLOB PRIMARY KEY, rec BLOB NOT NULL)');
+    try { st.kv?.put(TIMERS_KEY, 1); } catch { /* no sync KV: loaded on every wake */ }
+    this.sqlReady = true;
+    return st.sql;
+  }
+
+  timer(op, rec, idLen) {
+    const sql = this.timerSql();
+    if (!sql) return;
+    const id = rec.slice(1, 1 + idLen).buffer;
+    if (op) sql.exec('INSERT OR REPLACE INTO wsedge_timers (id, rec) VALUES (?, ?)', id, rec.buffer);
+    else sql.exec('DELETE FROM wsedge_timers WHERE id = ?', id);
+  }
+
+  loadTimers() {
+    const st = this.state.storage;
+    let has = true;
+    try { if (st?.kv) has = !!st.kv.get(TIMERS_KEY); } catch { /* no sync KV */ }
+    if (!has || !st?.sql) return;
+    let rows;
+    try { rows = st.sql.exec('SELECT id, rec FROM wsedge_timers ORDER BY rowid').toArray(); } catch { return; }
+    for (const row of rows) {
+      const rc = this.cx.loadTimer(new Uint8Array(row.rec));
+      if (rc < 0) { // not a record this app can run: dropped, the others kept
+        console.error(`wsedge: a stored timer could not be loaded (error ${rc}): dropped`);
+        st.sql.exec('DELETE FROM wsedge_timers WHERE id = ?', row.id);
+      }
+    }
+    this.sqlReady = rows.length > 0 || this.sqlReady;
+    this.timerAt = this.cx.timerNext();
+    this.arm();
   }
 
   attach(h, bytes) {
@@ -1240,12 +1325,15 @@ export class DurableSessions {
     this.release();
   }
 
-  /** The object's alarm: sessions past their lifetime are closed (4000), the next one armed. */
+  /**
+   * The object's alarm: sessions past their lifetime are closed (4000), the
+   * app's due timers run, the alarm is set for what comes next.
+   */
   alarm() {
     this.restore();
     const host = this.host;
     try { this.state.storage?.kv?.delete(ALARM_KEY); } catch { /* no sync KV */ }
-    host.expire();
+    host.due();
     this.release();
   }
 
@@ -1283,8 +1371,9 @@ export class WsedgeRoom extends DurableObject {
   }
 
   /**
-   * The object's alarm: session lifetimes (close 4000 "timeout"). A
-   * subclass with alarms of its own calls super.alarm() from its alarm().
+   * The object's alarm: session lifetimes (close 4000 "timeout") and the
+   * app's timers (wse_timer_set). A subclass with alarms of its own calls
+   * super.alarm() from its alarm().
    */
   alarm() {
     this.sessions.alarm();

@@ -338,19 +338,21 @@ static void set_resp(wsx_t *x, const wse_response_t *r) {
 
 /* Serialise the app's queued actions into the tape. Layout per action, u32
  * words: type, target, opcode, close_code, data ptr, data len, recipients
- * ptr, n_recipients. Pointers stay valid until the next call. */
+ * ptr, n_recipients (a TIMER: its record as the data, the record's id
+ * length for close_code). Pointers stay valid until the next call. */
 static void flush(wsx_t *x) {
   const wse_action_t *a;
   size_t n = wse_app_actions(x->app, &a);
   if (grow_buf((void **)&x->tape, &x->tape_cap, n, TAPE_WORDS * 4) < 0) n = 0;
   uint32_t *w = x->tape;
   for (size_t i = 0; i < n; i++, w += TAPE_WORDS) {
+    int tm = a[i].type == WSE_ACT_TIMER; /* its record; word 3: id length */
     w[0] = (uint32_t)a[i].type;
     w[1] = a[i].target;
     w[2] = a[i].opcode;
-    w[3] = a[i].close_code;
-    w[4] = (uint32_t)(uintptr_t)a[i].data;
-    w[5] = (uint32_t)a[i].len;
+    w[3] = tm ? (uint32_t)a[i].len : a[i].close_code;
+    w[4] = (uint32_t)(uintptr_t)(tm ? a[i].frame : a[i].data);
+    w[5] = (uint32_t)(tm ? a[i].frame_len : a[i].len);
     w[6] = (uint32_t)(uintptr_t)a[i].recipients;
     w[7] = (uint32_t)a[i].n_recipients;
   }
@@ -477,6 +479,23 @@ WSX_EXPORT("wsx_expire") int wsx_expire(wsx_t *x, double now) {
   return (int)n;
 }
 
+/* Timers: run the due ones (actions on the tape; returns how many), when
+ * the earliest is due (ms, 0: none), and reload a stored record from the
+ * input's first n bytes (0, or WSE_EINVAL/WSE_ENOSPC: the shim drops it). */
+WSX_EXPORT("wsx_timers_run") int wsx_timers_run(wsx_t *x, double now) {
+  begin(x);
+  long n = wse_app_timers_run(x->app, ms(now));
+  flush(x);
+  return (int)n;
+}
+
+WSX_EXPORT("wsx_timer_next") double wsx_timer_next(wsx_t *x) {
+  return (double)wse_app_timer_next(x->app);
+}
+
+WSX_EXPORT("wsx_timer_load") int wsx_timer_load(wsx_t *x, size_t n) {
+  return n > x->in_cap ? WSE_EINVAL : wse_app_timer_load(x->app, x->in, n);
+}
 
 /* The app's heartbeat ping (pong = 0) or pong (1), NUL-terminated, or 0:
  * the shim gives the pair to the runtime (setWebSocketAutoResponse). */

@@ -12,7 +12,10 @@
  * A client text is plain text, or (starting with '{') {"text":T} or
  * {"to":ID,"text":T}. Binary messages go unchanged to the other members.
  * HTTP: POST /chat/:room/messages (same body forms; id and name "server")
- * -> 200 {"delivered":N}; GET /chat/:room/stats -> 200
+ * -> 200 {"delivered":N}; with "at":MS (Unix ms, at most 7 days ahead; not
+ * with "to") the room broadcasts it when due (a timer: a Durable Object
+ * alarm at the edge) -> 200 {"scheduled":true,"due_at":MS,"seq_due_at":MS};
+ * GET /chat/:room/stats -> 200
  * {"room":R,"members":N,"sessions":S,"restored":X,"wakes":W}. */
 #include "wsedge.h"
 
@@ -21,6 +24,7 @@
 #define CHAT_ROOM_MAX 64
 #define CHAT_NAME_MAX 32
 #define CHAT_TEXT_MAX 4096
+#define CHAT_AT_MAX ((uint64_t)7 * 24 * 3600 * 1000) /* "at": 7 days ahead */
 
 static const char e_no_session[] = "no such session";
 
@@ -117,20 +121,28 @@ static size_t error_json(char *buf, size_t cap, int typed, const char *msg) {
 }
 
 /* A client message or push body: its text and, for a direct message, the
- * addressee (who must be in `room`). Returns NULL or the error message. */
+ * addressee (who must be in `room`); a push (at != NULL) may carry "at"
+ * (*at = 0 when absent). Returns NULL or the error message. */
 static const char *parse(wse_ctx_t *c, const char *room, size_t rn,
                          const uint8_t *p, size_t n, wse_str_t *text,
-                         wse_session_t **to) {
-  static const char *const keys[] = {"text", "to"};
-  wse_str_t v[2];
+                         wse_session_t **to, uint64_t *at) {
+  static const char *const keys[] = {"text", "to", "at"};
+  wse_str_t v[3] = {{0, 0}, {0, 0}, {0, 0}};
+  unsigned nums;
   *to = NULL;
   text->p = (const char *)p;
   text->n = n;
+  if (at) *at = 0;
   if (n && p[0] == '{') {
     char *buf = n <= 6 * CHAT_TEXT_MAX + 256 ? wse_ctx_alloc(c, n) : NULL;
     if (!buf) return "message too long";
-    if (wse_json_fields(p, n, keys, 2, v, buf, n)) return "invalid message";
+    if (wse_json_object(p, n, keys, at ? 3 : 2, v, &nums, buf, n) ||
+        (nums & 3) || (v[2].p && !(nums & 4)))
+      return "invalid message";
     if (!v[0].p) return "missing text";
+    if (v[2].p && (wse_json_u64(v[2], at) || !*at))
+      return "invalid at";
+    if (v[2].p && v[1].p) return "at cannot be used with to";
     *text = v[0];
     if (v[1].p) {
       wse_sid_t id;
@@ -192,7 +204,7 @@ static void chat_message(wse_ctx_t *c, unsigned opcode, const uint8_t *p,
     return;
   }
   wse_str_t r = room_of(c);
-  const char *err = parse(c, r.p, r.n, p, n, &text, &to);
+  const char *err = parse(c, r.p, r.n, p, n, &text, &to, NULL);
   if (err) {
     char buf[64];
     wse_send(c, WSE_OP_TEXT, buf, error_json(buf, sizeof buf, 1, err));
@@ -226,6 +238,50 @@ static void http_error(wse_ctx_t *c, int status, const char *msg) {
   wse_respond(c, status, buf, error_json(buf, sizeof buf, 0, msg));
 }
 
+/* A scheduled message: timer "chat:AT:K" of its room (K: the first
+ * suffix not taken), the text as the timer's data. */
+static void schedule(wse_ctx_t *c, wse_str_t room, wse_str_t text,
+                     uint64_t at) {
+  char key[48], buf[96];
+  wse_jw_t k, out = {buf, 0, sizeof buf};
+  uint64_t now = wse_ctx_now(c);
+  int rc;
+  if (at > now + CHAT_AT_MAX) {
+    http_error(c, 400, "at is more than 7 days ahead");
+    return;
+  }
+  for (uint64_t i = wse_timer_count(c, room.p, room.n);; i++) {
+    k = (wse_jw_t){key, 0, sizeof key};
+    wse_jw_lit(&k, "chat:");
+    wse_jw_u64(&k, at);
+    wse_jw_lit(&k, ":");
+    wse_jw_u64(&k, i);
+    if (wse_timer_get(c, room.p, room.n, key, k.n, NULL)) break;
+  }
+  rc = wse_timer_set(c, room.p, room.n, key, k.n, at > now ? at - now : 0,
+                     text.p, text.n);
+  if (rc < 0) {
+    http_error(c, rc == WSE_ENOSPC ? 429 : 500,
+               rc == WSE_ENOSPC ? "too many scheduled messages" : "internal error");
+    return;
+  }
+  if (at < now) at = now; /* the past: at the next pass */
+  wse_jw_lit(&out, "{\"scheduled\":true,\"due_at\":");
+  wse_jw_u64(&out, at);
+  wse_jw_lit(&out, ",\"seq_due_at\":");
+  wse_jw_u64(&out, at);
+  wse_jw_lit(&out, "}");
+  wse_respond(c, 200, buf, out.n);
+}
+
+/* Due: the room gets the message from "server", as a push would send it. */
+static void chat_timer(wse_ctx_t *c, const wse_timer_t *t) {
+  to_room(c, t->room.p, t->room.n,
+          event(c, "message", "server", 6, "server", 6, (const char *)t->data,
+                t->len, wse_ctx_now(c)),
+          NULL);
+}
+
 static void chat_push(wse_ctx_t *c, const wse_request_t *req,
                       const wse_params_t *prm, const uint8_t *body,
                       size_t n) {
@@ -235,12 +291,18 @@ static void chat_push(wse_ctx_t *c, const wse_request_t *req,
   char buf[40];
   wse_jw_t out = {buf, 0, sizeof buf};
   long delivered;
+  uint64_t at;
   (void)req;
   if (room_ok(room))
-    err = wse_utf8_valid(body, n) ? parse(c, room.p, room.n, body, n, &text, &to)
-                                  : "invalid message";
+    err = wse_utf8_valid(body, n)
+              ? parse(c, room.p, room.n, body, n, &text, &to, &at)
+              : "invalid message";
   if (err) {
     http_error(c, err == e_no_session ? 404 : 400, err);
+    return;
+  }
+  if (at) {
+    schedule(c, room, text, at);
     return;
   }
   wse_jw_t w = event(c, to ? "direct" : "message", "server", 6, "server", 6,
@@ -311,7 +373,8 @@ static int chat_routes(wse_app_t *app) {
   r.durable_key = "room";
   if ((rc = wse_app_route(app, &r)) < 0 ||
       (rc = wse_app_http_route(app, &push)) < 0 ||
-      (rc = wse_app_http_route(app, &stats)) < 0)
+      (rc = wse_app_http_route(app, &stats)) < 0 ||
+      (rc = wse_app_timer_handler(app, "chat:", chat_timer, NULL)) < 0)
     return rc;
   return WSE_OK;
 }

@@ -134,9 +134,64 @@ static void test_parse(void) {
   CHECK_STR(v[1].p, v[1].n, "x\xc3\xa9");
 }
 
+/* wse_json_object: unsigned integers beside strings; wse_json_u64. */
+static void test_numbers(void) {
+  static const char *const keys[] = {"text", "at", "n"};
+  wse_str_t v[3];
+  unsigned nums = 99;
+  char buf[128];
+#define OBJ(s) wse_json_object((const uint8_t *)(s), strlen(s), keys, 3, v, &nums, buf, sizeof buf)
+  CHECK_EQ(OBJ("{\"text\":\"hi\",\"at\":1700000000000}"), WSE_OK);
+  CHECK_EQ(nums, 2);
+  CHECK_STR(v[0].p, v[0].n, "hi");
+  CHECK_STR(v[1].p, v[1].n, "1700000000000");
+  CHECK(v[2].p == NULL);
+  CHECK_EQ(OBJ(" { \"at\" : 0 , \"n\":\"7\" } "), WSE_OK);
+  CHECK_EQ(nums, 1u << 1);
+  CHECK_STR(v[1].p, v[1].n, "0");
+  CHECK_STR(v[2].p, v[2].n, "7");
+  CHECK_EQ(OBJ("{}"), WSE_OK);
+  CHECK_EQ(nums, 0);
+  static const char *const bad[] = {
+      "{\"at\":-1}", "{\"at\":1.5}", "{\"at\":1e3}", "{\"at\":1E3}", "{\"at\":01}",
+      "{\"at\":00}", "{\"at\":+1}", "{\"at\":}", "{\"at\":true}", "{\"at\":null}",
+      "{\"at\":[1]}", "{\"at\":1 2}", "{\"at\":12x}", "{\"at\":1,\"at\":2}", "{\"zz\":1}",
+  };
+  for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+    size_t n = strlen(bad[i]);
+    guard_t g = guard_copy(bad[i], n);
+    int rc = wse_json_object(g.data, n, keys, 3, v, &nums, buf, sizeof buf);
+    if (rc != WSE_EINVAL) fprintf(stderr, "accepted: %s\n", bad[i]);
+    CHECK_EQ(rc, WSE_EINVAL);
+    guard_free(&g);
+  }
+  /* without nums (wse_json_fields) a number is refused */
+  CHECK_EQ(wse_json_fields((const uint8_t *)"{\"at\":1}", 8, keys, 3, v, buf, sizeof buf), WSE_EINVAL);
+  CHECK_EQ(wse_json_object((const uint8_t *)"{}", 2, keys, 33, v, &nums, buf, sizeof buf), WSE_EINVAL);
+  /* numbers into a buffer too small */
+  CHECK_EQ(wse_json_object((const uint8_t *)"{\"at\":123456}", 13, keys, 3, v, &nums, buf, 4), WSE_EINVAL);
+#undef OBJ
+  uint64_t x = 5;
+  wse_str_t s;
+#define U64(str) (s.p = (str), s.n = strlen(str), wse_json_u64(s, &x))
+  CHECK_EQ(U64("0"), WSE_OK);
+  CHECK_EQ(x, 0);
+  CHECK_EQ(U64("18446744073709551615"), WSE_OK);
+  CHECK(x == UINT64_MAX);
+  CHECK_EQ(U64("18446744073709551616"), WSE_EINVAL);
+  CHECK_EQ(U64("99999999999999999999"), WSE_EINVAL);
+  CHECK_EQ(U64(""), WSE_EINVAL);
+  CHECK_EQ(U64("01"), WSE_EINVAL);
+  CHECK_EQ(U64("1a"), WSE_EINVAL);
+  CHECK_EQ(U64("1700000000000"), WSE_OK);
+  CHECK(x == 1700000000000ull);
+#undef U64
+}
+
 int main(void) {
   test_escape();
   test_u64();
   test_parse();
+  test_numbers();
   TEST_REPORT();
 }

@@ -27,9 +27,31 @@ typedef struct room {
   int32_t head, tail, hnext; /* member memberships; hash chain / free list */
   uint32_t count;            /* linked members (open sessions) */
   uint32_t refs;             /* memberships, linked or pending */
+  int32_t timers;   /* the topic's timers (a list through tmr_t.next) */
+  uint16_t n_timers;
   uint8_t len; /* 0 = free slot */
   char *name;  /* WSE_TOPIC_MAX bytes */
 } room_t;
+
+/* A timer: keyed by (topic, key), ordered in a binary min-heap by (due,
+ * seq); it holds a ref on its topic's slot, whose name it shares. */
+typedef struct tmr {
+  uint64_t due, seq;
+  int32_t room, next; /* the topic's timer list, or the free list */
+  int32_t hpos;       /* index in the heap */
+  uint16_t dn;
+  uint8_t kn;
+  uint8_t *mem;       /* the key (kn bytes), then the data (dn bytes) */
+} tmr_t;
+
+typedef struct timer_h {
+  const char *prefix;
+  size_t n;
+  wse_timer_fn fn;
+  void *user;
+} timer_h_t;
+#define TIMER_HANDLERS 8
+#define TIMER_REC_V 1
 
 /* A session's membership of one topic: in the topic's member list once the
  * session is open (linked), and in the session's own list (snext, join
@@ -74,9 +96,17 @@ struct wse_app {
   uint8_t deflate_off; /* host-wide: decline permessage-deflate offers */
   const char *hb[2];    /* the heartbeat pair (ping, pong), or NULL */
   uint16_t hb_n[2];
+  tmr_t *tm;
+  size_t n_tm, cap_tm;
+  int32_t free_tm;
+  int32_t *hp; /* the timer heap */
+  size_t n_hp, cap_hp;
+  uint64_t tm_seq;
+  timer_h_t th[TIMER_HANDLERS];
+  size_t n_th;
 };
 
-enum { K_UPGRADE = 1, K_WS, K_HTTP };
+enum { K_UPGRADE = 1, K_WS, K_HTTP, K_TIMER };
 
 struct wse_ctx {
   wse_app_t *app;
@@ -253,6 +283,8 @@ static int32_t room_get(wse_app_t *a, const char *name, size_t n) {
   room_t *m = &a->rm[r];
   m->head = m->tail = -1;
   m->count = m->refs = 0;
+  m->timers = -1;
+  m->n_timers = 0;
   m->len = (uint8_t)n;
   wse__memmove(m->name, name, n); /* name may be this free slot's old one */
   rlink(a, r);
@@ -844,7 +876,7 @@ int wse_app_new(wse_app_t **out, const wse_allocator_t *al,
   a->a = *al;
   if (defaults) a->defaults = *defaults;
   else wse_config_default(&a->defaults);
-  a->free_s = a->free_rm = a->free_mb = -1;
+  a->free_s = a->free_rm = a->free_mb = a->free_tm = -1;
   if (!rebucket(a, &a->sb, &a->sb_n, 16) ||
       !rebucket(a, &a->rb, &a->rb_n, 16) || rbuf_reserve(a, 256)) {
     wse_app_free(a);
@@ -862,17 +894,26 @@ void wse_app_free(wse_app_t *a) {
   for (size_t i = 0; i < a->n_s; i++)
     if (a->s[i].wse__gen & 1) wse__free(&al, a->s[i].user, a->s[i].user_len);
   for (size_t i = 0; i < a->n_rm; i++) wse__free(&al, a->rm[i].name, WSE_TOPIC_MAX);
+  for (size_t i = 0; i < a->n_tm; i++)
+    wse__free(&al, a->tm[i].mem, (size_t)a->tm[i].kn + a->tm[i].dn);
   for (blk_t *b = a->arena, *next; b; b = next) {
     next = b->next;
     wse__free(&al, b, sizeof *b + b->cap);
   }
-  void *p[] = {a->routes, a->http, a->s, a->sb, a->rm, a->rb, a->mb, a->act, a->rbuf, a};
-  size_t n[] = {a->cap_routes * sizeof *a->routes, a->cap_http * sizeof *a->http,
-                a->cap_s * sizeof *a->s, a->sb_n * sizeof *a->sb,
-                a->cap_rm * sizeof *a->rm, a->rb_n * sizeof *a->rb,
-                a->cap_mb * sizeof *a->mb,
-                a->cap_act * sizeof *a->act, a->rbuf_cap, sizeof *a};
-  for (size_t i = 0; i < sizeof p / sizeof *p; i++) wse__free(&al, p[i], n[i]);
+#define FREE_ARR(ptr, cap) wse__free(&al, (ptr), (cap) * sizeof *(ptr))
+  FREE_ARR(a->routes, a->cap_routes);
+  FREE_ARR(a->http, a->cap_http);
+  FREE_ARR(a->s, a->cap_s);
+  FREE_ARR(a->sb, a->sb_n);
+  FREE_ARR(a->rm, a->cap_rm);
+  FREE_ARR(a->rb, a->rb_n);
+  FREE_ARR(a->mb, a->cap_mb);
+  FREE_ARR(a->act, a->cap_act);
+  FREE_ARR(a->rbuf, a->rbuf_cap);
+  FREE_ARR(a->tm, a->cap_tm);
+  FREE_ARR(a->hp, a->cap_hp);
+#undef FREE_ARR
+  wse__free(&al, a, sizeof *a);
 }
 
 /* An error response: status, extra headers, {"error":msg}. */
@@ -1165,6 +1206,270 @@ void wse_app_stats(const wse_app_t *a, wse_app_stats_t *out) { *out = a->st; }
 void wse_app_stats_seed(wse_app_t *a, uint64_t restores, uint64_t restored) {
   a->st.restores += restores;
   a->st.restored += restored;
+}
+
+/* ---- timers ------------------------------------------------------------ */
+
+static int tless(const wse_app_t *a, int32_t x, int32_t y) {
+  const tmr_t *p = &a->tm[x], *q = &a->tm[y];
+  return p->due < q->due || (p->due == q->due && p->seq < q->seq);
+}
+
+static void hset(wse_app_t *a, size_t i, int32_t t) {
+  a->hp[i] = t;
+  a->tm[t].hpos = (int32_t)i;
+}
+
+/* Move the heap entry at i up or down to its place. */
+static void hfix(wse_app_t *a, size_t i) {
+  int32_t t = a->hp[i];
+  while (i && tless(a, t, a->hp[(i - 1) / 2])) {
+    hset(a, i, a->hp[(i - 1) / 2]);
+    i = (i - 1) / 2;
+  }
+  for (size_t c; (c = 2 * i + 1) < a->n_hp; i = c) {
+    if (c + 1 < a->n_hp && tless(a, a->hp[c + 1], a->hp[c])) c++;
+    if (!tless(a, a->hp[c], t)) break;
+    hset(a, i, a->hp[c]);
+  }
+  hset(a, i, t);
+}
+
+static int32_t timer_find(wse_app_t *a, int32_t r, const char *key, size_t kn) {
+  for (int32_t t = r >= 0 ? a->rm[r].timers : -1; t >= 0; t = a->tm[t].next)
+    if (a->tm[t].kn == kn && wse__memeq(a->tm[t].mem, key, kn)) return t;
+  return -1;
+}
+
+static void timer_drop(wse_app_t *a, int32_t t) {
+  tmr_t *x = &a->tm[t];
+  room_t *m = &a->rm[x->room];
+  int32_t last = a->hp[--a->n_hp];
+  if (last != t) {
+    hset(a, (size_t)x->hpos, last);
+    hfix(a, (size_t)x->hpos);
+  }
+  int32_t *k = &m->timers;
+  while (*k != t) k = &a->tm[*k].next;
+  *k = x->next;
+  m->n_timers--;
+  wse__free(&a->a, x->mem, (size_t)x->kn + x->dn);
+  x->mem = NULL;
+  room_unref(a, x->room);
+  x->next = a->free_tm;
+  a->free_tm = t;
+  a->st.timers--;
+}
+
+static void put_le(uint8_t *p, uint64_t v, int n) {
+  for (int i = 0; i < n; i++) p[i] = (uint8_t)(v >> (8 * i));
+}
+
+/* The TIMER action for t: its record (set) or only its id (removed). */
+static int queue_timer(wse_app_t *a, int32_t t, int set) {
+  const tmr_t *x = &a->tm[t];
+  const room_t *m = &a->rm[x->room];
+  size_t idn = 2u + m->len + x->kn, n = 1 + idn + (set ? 10u + x->dn : 0);
+  uint8_t *b = arena(a, n);
+  wse_action_t *q = b ? act(a, WSE_ACT_TIMER, 0) : NULL;
+  if (!q) return WSE_ENOMEM;
+  b[0] = TIMER_REC_V;
+  b[1] = m->len;
+  wse__memcpy(b + 2, m->name, m->len);
+  b[2 + m->len] = x->kn;
+  wse__memcpy(b + 3 + m->len, x->mem, x->kn);
+  if (set) {
+    put_le(b + 1 + idn, x->due, 8);
+    put_le(b + 9 + idn, x->dn, 2);
+    if (x->dn) wse__memcpy(b + 11 + idn, x->mem + x->kn, x->dn);
+  }
+  q->opcode = (unsigned)set;
+  q->frame = b;
+  q->frame_len = n;
+  q->data = b + 1;
+  q->len = idn;
+  return WSE_OK;
+}
+
+/* Create or replace timer (room, key); quiet: no action (a load). */
+static int timer_put(wse_app_t *a, const char *room, size_t rn,
+                     const char *key, size_t kn, uint64_t due,
+                     const void *data, size_t dn, int quiet) {
+  if (!room || !rn || rn > WSE_TOPIC_MAX || !key || !kn ||
+      kn > WSE_TIMER_KEY_MAX || dn > WSE_TIMER_DATA_MAX || (dn && !data) ||
+      !wse_utf8_valid((const uint8_t *)room, rn) ||
+      !wse_utf8_valid((const uint8_t *)key, kn))
+    return WSE_EINVAL;
+  int32_t r = room_get(a, room, rn), t;
+  if (r < 0) return r;
+  uint8_t *mem = wse__alloc(&a->a, kn + dn);
+  if (!mem) goto nomem;
+  if ((t = timer_find(a, r, key, kn)) >= 0) {
+    tmr_t *x = &a->tm[t];
+    wse__free(&a->a, x->mem, (size_t)x->kn + x->dn);
+    x->mem = mem;
+  } else {
+    if (a->rm[r].n_timers >= WSE_TIMERS_MAX) {
+      wse__free(&a->a, mem, kn + dn);
+      if (!a->rm[r].refs) a->rm[r].refs = 1, room_unref(a, r);
+      return WSE_ENOSPC;
+    }
+    int32_t *hq = grow(a, a->hp, &a->cap_hp, a->n_hp + 1, sizeof *hq);
+    if (hq) a->hp = hq;
+    if (hq && (t = a->free_tm) >= 0) {
+      a->free_tm = a->tm[t].next;
+    } else if (hq) {
+      tmr_t *q = grow(a, a->tm, &a->cap_tm, a->n_tm + 1, sizeof *q);
+      if (!q) hq = NULL;
+      else a->tm = q, t = (int32_t)a->n_tm++;
+    }
+    if (!hq) {
+      wse__free(&a->a, mem, kn + dn);
+      goto nomem;
+    }
+    tmr_t *x = &a->tm[t];
+    x->room = r;
+    x->mem = mem;
+    x->next = a->rm[r].timers;
+    a->rm[r].timers = t;
+    a->rm[r].n_timers++;
+    a->rm[r].refs++;
+    x->hpos = (int32_t)a->n_hp;
+    a->hp[a->n_hp++] = t;
+    a->st.timers++;
+  }
+  tmr_t *x = &a->tm[t];
+  x->due = due ? due : 1;
+  x->seq = ++a->tm_seq;
+  x->kn = (uint8_t)kn;
+  x->dn = (uint16_t)dn;
+  wse__memcpy(mem, key, kn);
+  if (dn) wse__memcpy(mem + kn, data, dn);
+  hfix(a, (size_t)x->hpos);
+  return quiet ? WSE_OK : queue_timer(a, t, 1);
+nomem:
+  if (!a->rm[r].refs) a->rm[r].refs = 1, room_unref(a, r);
+  return WSE_ENOMEM;
+}
+
+int wse_timer_set(wse_ctx_t *c, const char *room, size_t room_n,
+                  const char *key, size_t key_n, uint64_t delay_ms,
+                  const void *data, size_t n) {
+  if (delay_ms > WSE_TIMER_DELAY_MAX) return WSE_EINVAL;
+  return timer_put(c->app, room, room_n, key, key_n, c->now + delay_ms, data,
+                   n, 0);
+}
+
+int wse_timer_cancel(wse_ctx_t *c, const char *room, size_t room_n,
+                     const char *key, size_t key_n) {
+  wse_app_t *a = c->app;
+  int32_t t = timer_find(a, room_find(a, room, room_n), key, key_n);
+  if (t < 0) return WSE_ENOTFOUND;
+  int rc = queue_timer(a, t, 0);
+  if (rc == WSE_OK) timer_drop(a, t);
+  return rc;
+}
+
+int wse_timer_get(wse_ctx_t *c, const char *room, size_t room_n,
+                  const char *key, size_t key_n, wse_timer_t *out) {
+  wse_app_t *a = c->app;
+  int32_t r = room_find(a, room, room_n), t = timer_find(a, r, key, key_n);
+  if (t < 0) return WSE_ENOTFOUND;
+  if (out) {
+    const tmr_t *x = &a->tm[t];
+    out->room.p = a->rm[r].name;
+    out->room.n = a->rm[r].len;
+    out->key.p = (const char *)x->mem;
+    out->key.n = x->kn;
+    out->data = x->mem + x->kn;
+    out->len = x->dn;
+    out->due_ms = x->due;
+  }
+  return WSE_OK;
+}
+
+size_t wse_timer_count(wse_ctx_t *c, const char *room, size_t room_n) {
+  int32_t r = room_find(c->app, room, room_n);
+  return r < 0 ? 0 : c->app->rm[r].n_timers;
+}
+
+int wse_app_timer_handler(wse_app_t *a, const char *prefix, wse_timer_fn fn,
+                          void *user) {
+  if (!prefix || !fn) return WSE_EINVAL;
+  if (a->n_th >= TIMER_HANDLERS) return WSE_ENOSPC;
+  timer_h_t *h = &a->th[a->n_th++];
+  h->prefix = prefix;
+  h->n = wse__strlen(prefix);
+  h->fn = fn;
+  h->user = user;
+  return WSE_OK;
+}
+
+uint64_t wse_app_timer_next(const wse_app_t *a) {
+  return a->n_hp ? a->tm[a->hp[0]].due : 0;
+}
+
+long wse_app_timers_run(wse_app_t *a, uint64_t now_ms) {
+  uint64_t last = a->tm_seq;
+  long ran = 0;
+  while (a->n_hp) {
+    int32_t t = a->hp[0];
+    tmr_t *x = &a->tm[t];
+    /* one set during this pass is due no earlier than now: every older
+     * due timer comes before it in (due, seq) order */
+    if (x->due > now_ms || x->seq > last) break;
+    if (queue_timer(a, t, 0) < 0) break;
+    /* the handler may set and cancel timers: it sees the key and data
+     * taken out of the slot, and the room's name kept by a ref */
+    int32_t r = x->room;
+    wse_timer_t v;
+    size_t kn = x->kn, dn = x->dn;
+    uint8_t *mem = x->mem;
+    a->rm[r].refs++;
+    v.room.p = a->rm[r].name;
+    v.room.n = a->rm[r].len;
+    v.key.p = (const char *)mem;
+    v.key.n = kn;
+    v.data = mem + kn;
+    v.len = dn;
+    v.due_ms = x->due;
+    x->mem = NULL;
+    x->kn = 0;
+    x->dn = 0;
+    timer_drop(a, t);
+    for (size_t i = 0; i < a->n_th; i++) {
+      const timer_h_t *h = &a->th[i];
+      if (h->n > kn || !wse__memeq(h->prefix, mem, h->n)) continue;
+      wse_ctx_t c;
+      ctx_init(&c, a, NULL, K_TIMER, now_ms);
+      c.user = h->user;
+      h->fn(&c, &v);
+      break;
+    }
+    room_unref(a, r);
+    wse__free(&a->a, mem, kn + dn);
+    ran++;
+  }
+  return ran;
+}
+
+static uint64_t get_le(const uint8_t *p, int n) {
+  uint64_t v = 0;
+  while (n--) v = v << 8 | p[n];
+  return v;
+}
+
+int wse_app_timer_load(wse_app_t *a, const uint8_t *p, size_t n) {
+  size_t rn, kn, o;
+  if (!p || n < 2 || p[0] != TIMER_REC_V) return WSE_EINVAL;
+  rn = p[1];
+  o = 2 + rn;
+  if (o >= n) return WSE_EINVAL;
+  kn = p[o++];
+  if (o + kn + 10 > n || o + kn + 10 + get_le(p + o + kn + 8, 2) != n)
+    return WSE_EINVAL;
+  return timer_put(a, (const char *)p + 2, rn, (const char *)p + o, kn,
+                   get_le(p + o + kn, 8), p + o + kn + 10, n - o - kn - 10, 1);
 }
 
 /* ---- HTTP helpers ----------------------------------------------------- */

@@ -75,6 +75,23 @@ unsigned wse_close_code_for(int err) {
   }
 }
 
+#if WSE_WASM
+__attribute__((noinline)) int wse__memeq(const void *a, const void *b, size_t n) {
+  const uint8_t *x = (const uint8_t *)a, *y = (const uint8_t *)b;
+  for (size_t i = 0; i < n; i++)
+    if (x[i] != y[i]) return 0;
+  return 1;
+}
+
+__attribute__((noinline)) void *wse__alloc(const wse_allocator_t *a, size_t n) {
+  return a->alloc_fn(a->ud, n);
+}
+
+__attribute__((noinline)) void wse__free(const wse_allocator_t *a, void *p, size_t n) {
+  if (p) a->free_fn(a->ud, p, n);
+}
+#endif
+
 void *wse__realloc(const wse_allocator_t *a, void *p, size_t old_n, size_t new_n) {
   if (a->realloc_fn) return a->realloc_fn(a->ud, p, old_n, new_n);
   void *q = a->alloc_fn(a->ud, new_n);

@@ -365,7 +365,7 @@ int wse_upgrade_headers(const wse_config_t *cfg, const wse_upgrade_t *u,
       w_str(&w, cfg->subprotocols[u->subprotocol]);
       w_str(&w, "\r\n");
     }
-    if (u->deflate_accepted) {
+    if (!WSE_WASM && u->deflate_accepted) {
       w_str(&w, "Sec-WebSocket-Extensions: ");
       if (!w.overflow) {
         int k = wse_deflate_response(u, w.p + w.n, w.cap - w.n);
@@ -544,7 +544,8 @@ int wse_upgrade_validate(const wse_config_t *cfg, const wse_request_t *req,
    * it computes Sec-WebSocket-Accept and negotiates permessage-deflate, so
    * the wasm build leaves both out (SHA-1 and the offer parser: ~2 KB of a
    * module that must stay under 32 KiB). */
-  parse_extensions(req, out);
+  /* at the edge the runtime negotiates permessage-deflate: no offers */
+  if (!WSE_WASM) parse_extensions(req, out);
   wse_accept_key(key.p, key.n, out->accept);
 #else
   (void)parse_extensions;

@@ -130,22 +130,44 @@ static long jstr(jr_t *r, char *out, size_t cap) {
   return -1;
 }
 
-int wse_json_fields(const uint8_t *p, size_t n, const char *const *keys,
-                     size_t nkeys, wse_str_t *vals, char *buf, size_t cap) {
+/* An unsigned integer token (0 or [1-9][0-9]*), its digits copied to out.
+ * A sign, fraction or exponent is left unread: the caller's next token
+ * check fails on it. */
+static long jnum(jr_t *r, char *out, size_t cap) {
+  size_t o = 0;
+  jws(r);
+  while (r->i < r->n && r->p[r->i] >= '0' && r->p[r->i] <= '9') {
+    if (o == cap || (o == 1 && out[0] == '0')) return -1;
+    out[o++] = (char)r->p[r->i++];
+  }
+  return o ? (long)o : -1;
+}
+
+int wse_json_object(const uint8_t *p, size_t n, const char *const *keys,
+                    size_t nkeys, wse_str_t *vals, unsigned *nums, char *buf,
+                    size_t cap) {
   jr_t r = {p, n, 0};
   size_t used = 0;
+  if (nkeys > 32) return WSE_EINVAL;
   for (size_t k = 0; k < nkeys; k++) vals[k].p = NULL, vals[k].n = 0;
+  if (nums) *nums = 0;
   if (!jeat(&r, '{')) return WSE_EINVAL;
   if (!jeat(&r, '}')) {
     do {
-      long kl = jstr(&r, buf + used, cap - used);
+      long kl = jstr(&r, buf + used, cap - used), vl;
       size_t k = 0;
       if (kl < 0) return WSE_EINVAL;
       while (k < nkeys && !(wse__strlen(keys[k]) == (size_t)kl &&
                             wse__memeq(keys[k], buf + used, (size_t)kl)))
         k++;
       if (k == nkeys || vals[k].p || !jeat(&r, ':')) return WSE_EINVAL;
-      long vl = jstr(&r, buf + used, cap - used); /* the key is done with */
+      jws(&r); /* the key is done with: its bytes are reused */
+      if (nums && r.i < n && r.p[r.i] != '"') {
+        vl = jnum(&r, buf + used, cap - used);
+        *nums |= 1u << k;
+      } else {
+        vl = jstr(&r, buf + used, cap - used);
+      }
       if (vl < 0) return WSE_EINVAL;
       vals[k].p = buf + used;
       vals[k].n = (size_t)vl;
@@ -155,4 +177,21 @@ int wse_json_fields(const uint8_t *p, size_t n, const char *const *keys,
   }
   jws(&r);
   return r.i == n ? WSE_OK : WSE_EINVAL;
+}
+
+int wse_json_fields(const uint8_t *p, size_t n, const char *const *keys,
+                    size_t nkeys, wse_str_t *vals, char *buf, size_t cap) {
+  return wse_json_object(p, n, keys, nkeys, vals, NULL, buf, cap);
+}
+
+int wse_json_u64(wse_str_t v, uint64_t *out) {
+  uint64_t x = 0;
+  if (!v.n || (v.n > 1 && v.p[0] == '0')) return WSE_EINVAL;
+  for (size_t i = 0; i < v.n; i++) {
+    unsigned d = (unsigned)(uint8_t)v.p[i] - '0';
+    if (d > 9 || x > (UINT64_MAX - d) / 10) return WSE_EINVAL;
+    x = x * 10 + d;
+  }
+  *out = x;
+  return WSE_OK;
 }

@@ -481,12 +481,127 @@ static void test_wake(void) {
   wse_app_free(app);
 }
 
+/* A push at host time `now`. */
+static int push_at(wse_app_t *app, const char *room, const char *body, uint64_t now,
+                   wse_response_t *r) {
+  char target[128];
+  req_t q;
+  snprintf(target, sizeof target, "/chat/%s/messages", room);
+  req_init(&q, "POST", target);
+  req_hdr(&q, "Host", "example.com");
+  return wse_app_http(app, &q.r, (const uint8_t *)body, strlen(body), now, r);
+}
+
+/* "at": scheduled messages are timers of their room. */
+static void test_scheduled(void) {
+  wse_app_t *app = chat_app();
+  wse_response_t r;
+  int32_t h1 = ws_connect(app, "/chat/s?name=ann", 1, 1000);
+  int32_t h2 = ws_connect(app, "/chat/s?name=bob", 2, 1000);
+  CHECK(h1 >= 0 && h2 >= 0);
+  drain(app);
+  CHECK_EQ(push_at(app, "s", "{\"text\":\"later\",\"at\":15000}", 10000, &r), 200);
+  CHECK_STR(r.body, r.body_len, "{\"scheduled\":true,\"due_at\":15000,\"seq_due_at\":15000}");
+  CHECK_EQ(drain(app), 1);
+  CHECK_EQ(recs[0].type, WSE_ACT_TIMER);
+  CHECK_EQ(recs[0].op, 1);
+  uint8_t stored[256];
+  size_t stored_n = recs[0].frame_len;
+  memcpy(stored, recs[0].frame, stored_n);
+  CHECK_EQ(http(app, "GET", "/chat/s/stats", NULL, &r), 200);
+  CHECK_STR(r.body, r.body_len,
+            "{\"room\":\"s\",\"members\":2,\"sessions\":2,\"restored\":0,\"wakes\":0}");
+  CHECK_EQ(wse_app_timer_next(app), 15000);
+  CHECK_EQ(wse_app_timers_run(app, 14999), 0);
+  CHECK_EQ(wse_app_timers_run(app, 15003), 1);
+  CHECK_EQ(drain(app), 2);
+  CHECK_EQ(recs[0].type, WSE_ACT_TIMER);
+  CHECK_EQ(recs[0].op, 0);
+  expect_event(&recs[1], "{\"type\":\"message\",\"id\":\"server\",\"name\":\"server\",\"text\":\"later\",\"ts\":15003}");
+  CHECK(rcpts_are(&recs[1], 2, (int32_t[]){h1, h2}));
+  CHECK_EQ(wse_app_timer_next(app), 0);
+
+  /* the same "at" twice, and one set after an earlier one ran: every
+   * message has a key of its own, none replaces another */
+  CHECK_EQ(push_at(app, "s", "{\"text\":\"A\",\"at\":20000}", 16000, &r), 200);
+  CHECK_EQ(push_at(app, "s", "{\"text\":\"B\",\"at\":30000}", 16000, &r), 200);
+  CHECK_EQ(push_at(app, "s", "{\"text\":\"B2\",\"at\":30000}", 16000, &r), 200);
+  drain(app);
+  CHECK_EQ(wse_app_timers_run(app, 20000), 1);
+  drain(app);
+  CHECK_EQ(push_at(app, "s", "{\"text\":\"C\",\"at\":30000}", 21000, &r), 200);
+  drain(app);
+  CHECK_EQ(wse_app_timers_run(app, 30000), 3);
+  CHECK_EQ(drain(app), 6);
+  expect_event(&recs[1], "{\"type\":\"message\",\"id\":\"server\",\"name\":\"server\",\"text\":\"B\",\"ts\":30000}");
+  expect_event(&recs[3], "{\"type\":\"message\",\"id\":\"server\",\"name\":\"server\",\"text\":\"B2\",\"ts\":30000}");
+  expect_event(&recs[5], "{\"type\":\"message\",\"id\":\"server\",\"name\":\"server\",\"text\":\"C\",\"ts\":30000}");
+
+  /* in the past: due at once (the next pass) */
+  CHECK_EQ(push_at(app, "s", "{\"text\":\"late\",\"at\":1}", 40000, &r), 200);
+  CHECK_STR(r.body, r.body_len, "{\"scheduled\":true,\"due_at\":40000,\"seq_due_at\":40000}");
+  drain(app);
+  CHECK_EQ(wse_app_timers_run(app, 40000), 1);
+  drain(app);
+
+  /* bad "at" */
+  static const struct { const char *body, *json; } bad[] = {
+      {"{\"text\":\"x\",\"at\":0}", "{\"error\":\"invalid at\"}"},
+      {"{\"text\":\"x\",\"at\":\"50000\"}", "{\"error\":\"invalid message\"}"},
+      {"{\"text\":\"x\",\"at\":-5}", "{\"error\":\"invalid message\"}"},
+      {"{\"text\":\"x\",\"at\":50000.5}", "{\"error\":\"invalid message\"}"},
+      {"{\"text\":\"x\",\"at\":5e4}", "{\"error\":\"invalid message\"}"},
+      {"{\"text\":\"x\",\"at\":0123}", "{\"error\":\"invalid message\"}"},
+      {"{\"text\":\"x\",\"at\":99999999999999999999999}", "{\"error\":\"invalid at\"}"},
+      {"{\"text\":5,\"at\":50000}", "{\"error\":\"invalid message\"}"},
+      {"{\"at\":50000}", "{\"error\":\"missing text\"}"},
+      {"{\"text\":\"x\",\"at\":604850001}", "{\"error\":\"at is more than 7 days ahead\"}"},
+      {"{\"text\":\"x\",\"to\":\"AAAAAAAAAAAAAAAAAAAAAA\",\"at\":50000}", "{\"error\":\"at cannot be used with to\"}"},
+  };
+  for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+    CHECK_EQ(push_at(app, "s", bad[i].body, 50000, &r), 400);
+    CHECK_STR(r.body, r.body_len, bad[i].json);
+  }
+  /* exactly 7 days ahead is fine */
+  CHECK_EQ(push_at(app, "s", "{\"text\":\"x\",\"at\":604850000}", 50000, &r), 200);
+  drain(app);
+  /* a WebSocket client cannot schedule */
+  CHECK_EQ(ws_text(app, h1, "{\"text\":\"x\",\"at\":60000}", 50000), WSE_OK);
+  CHECK_EQ(drain(app), 1);
+  expect_event(&recs[0], "{\"type\":\"error\",\"error\":\"invalid message\"}");
+  wse_app_free(app);
+
+  /* a wake: the stored record goes into a fresh app (a Durable Object's
+   * alarm after eviction); the message reaches the members then */
+  app = chat_app();
+  CHECK_EQ(wse_app_timer_load(app, stored, stored_n), WSE_OK);
+  h1 = ws_connect(app, "/chat/s?name=cy", 3, 14000);
+  drain(app);
+  CHECK_EQ(wse_app_timers_run(app, 15000), 1);
+  CHECK_EQ(drain(app), 2);
+  expect_event(&recs[1], "{\"type\":\"message\",\"id\":\"server\",\"name\":\"server\",\"text\":\"later\",\"ts\":15000}");
+  CHECK(rcpts_are(&recs[1], 1, (int32_t[]){h1}));
+
+  /* the room's limit: 429 past 1,024 scheduled messages */
+  for (int i = 0; i < WSE_TIMERS_MAX; i++) {
+    if (push_at(app, "full", "{\"text\":\"x\",\"at\":90000}", 16000, &r) != 200) CHECK(0);
+    drain(app);
+  }
+  CHECK_EQ(push_at(app, "full", "{\"text\":\"x\",\"at\":90000}", 16000, &r), 429);
+  CHECK_STR(r.body, r.body_len, "{\"error\":\"too many scheduled messages\"}");
+  CHECK_EQ(wse_app_timers_run(app, 90000), WSE_TIMERS_MAX);
+  drain(app);
+  CHECK(frames_ok);
+  wse_app_free(app);
+}
+
 int main(void) {
   test_upgrade_checks();
   test_events();
   test_http_routes();
   test_echo();
   test_wake();
+  test_scheduled();
   recs_reset();
   TEST_REPORT();
 }

@@ -174,6 +174,47 @@ int wse_reject(wse_ctx_t *c, int status, const char *message);
 /* HTTP handlers: the response (body is JSON). */
 int wse_respond(wse_ctx_t *c, int status, const char *json, size_t n);
 
+/* Timers: work the app schedules for later, keyed by (room, key). A room
+ * is any topic name (1..WSE_TOPIC_MAX bytes of UTF-8; it need not have
+ * members): at the edge the room's Durable Object keeps its timers in its
+ * storage and wakes by its alarm, natively the server keeps them in memory
+ * (libuv timers); both count the same limits per room. Setting an existing
+ * key replaces it (new due time and data). When due, the handler whose key
+ * prefix matches (wse_app_timer_handler) runs with a context like an HTTP
+ * handler's (no session): it may broadcast, send to and close sessions,
+ * and set timers (which run no earlier than the next pass). A timer runs
+ * once; hosts run every due timer at each pass, earliest first. */
+#define WSE_TIMER_KEY_MAX 64      /* bytes of a key (UTF-8, at least 1) */
+#define WSE_TIMERS_MAX 1024       /* timers per room */
+#define WSE_TIMER_DATA_MAX 8192   /* bytes of data kept with a timer */
+#define WSE_TIMER_DELAY_MAX ((uint64_t)1 << 40) /* ms (about 34 years) */
+
+/* delay_ms from now (0: at the next pass); data (may be NULL, 0) is
+ * copied and handed to the handler. WSE_EINVAL for a bad room, key, delay
+ * or size; WSE_ENOSPC past WSE_TIMERS_MAX in the room; WSE_ENOMEM. */
+int wse_timer_set(wse_ctx_t *c, const char *room, size_t room_n,
+                  const char *key, size_t key_n, uint64_t delay_ms,
+                  const void *data, size_t n);
+/* WSE_ENOTFOUND when no such timer is pending. */
+int wse_timer_cancel(wse_ctx_t *c, const char *room, size_t room_n,
+                     const char *key, size_t key_n);
+/* Pending timers of a room. */
+size_t wse_timer_count(wse_ctx_t *c, const char *room, size_t room_n);
+
+/* A timer as its handler (or wse_timer_get) sees it: slices valid during
+ * the call (wse_timer_get: until timers change). */
+typedef struct wse_timer {
+  wse_str_t room, key;
+  const uint8_t *data;
+  size_t len;
+  uint64_t due_ms;    /* when it is (was) due (host clock, ms) */
+} wse_timer_t;
+/* A pending timer (*out may be NULL: only whether it exists); WSE_OK or
+ * WSE_ENOTFOUND. */
+int wse_timer_get(wse_ctx_t *c, const char *room, size_t room_n,
+                  const char *key, size_t key_n, wse_timer_t *out);
+typedef void (*wse_timer_fn)(wse_ctx_t *c, const wse_timer_t *t);
+
 /* Scratch memory (8-byte aligned) valid until the actions are cleared: for
  * building a message without malloc. NULL when out of memory. */
 void *wse_ctx_alloc(wse_ctx_t *c, size_t n);
@@ -191,6 +232,11 @@ typedef enum wse_action_type {
   WSE_ACT_BROADCAST,   /* the same frame to each of recipients[] */
   WSE_ACT_CLOSE,       /* close `target`: frame is its Close frame */
   WSE_ACT_ATTACH,      /* store `data` as `target`'s attachment */
+  WSE_ACT_TIMER,       /* a timer was set (opcode 1) or removed (opcode 0):
+                          frame = its record (wse_app_timer_load takes it
+                          back), data = its id (a prefix-free slice of the
+                          record: room and key); hosts that keep timers
+                          across restarts store or delete the record */
 } wse_action_type_t;
 
 typedef struct wse_action {
@@ -282,6 +328,28 @@ int wse_app_heartbeat(wse_app_t *app, const char *ping, const char *pong);
 /* The pair's ping (pong = 0) or pong (pong = 1), NULL when none is set. */
 const char *wse_app_heartbeat_get(const wse_app_t *app, int pong);
 
+/* The handler of timers whose key starts with `prefix` ("" : any key;
+ * the first registered match wins; up to 8 handlers; prefix must outlive
+ * the app). wse_ctx_user in it returns `user`. A due timer without a
+ * handler is dropped. */
+int wse_app_timer_handler(wse_app_t *app, const char *prefix, wse_timer_fn fn,
+                          void *user);
+/* Run every timer due at now_ms (those set during the pass wait for the
+ * next one); each becomes a TIMER action (opcode 0) then its handler's
+ * actions. Returns how many ran. Out of memory stops the pass early: the
+ * rest stay due for the next one. */
+long wse_app_timers_run(wse_app_t *app, uint64_t now_ms);
+/* When the earliest timer is due (host clock, ms); 0 when none is set.
+ * A host arms one clock for all of them (a libuv timer, the object's
+ * alarm) and calls wse_app_timers_run when it fires. */
+uint64_t wse_app_timer_next(const wse_app_t *app);
+/* Re-create a timer from a record a TIMER action carried (a host that
+ * stored it, on restart or wake); no action is queued. Record layout:
+ * u8 version 1, u8 room length, room, u8 key length, key, u64 due (LE),
+ * u16 data length (LE), data. WSE_EINVAL for a malformed record,
+ * WSE_ENOSPC past the room's limit. */
+int wse_app_timer_load(wse_app_t *app, const uint8_t *rec, size_t n);
+
 /* Send to a session from outside a handler (timers, other threads). */
 int wse_app_send_to(wse_app_t *app, const wse_sid_t *id, unsigned opcode,
                     const void *p, size_t n);
@@ -331,6 +399,7 @@ typedef struct wse_app_stats {
   uint64_t restored;           /* sessions rebuilt from attachments, total */
   uint64_t restores;           /* restore calls (Durable Object wakes) */
   uint64_t messages_in, messages_out, bytes_in, bytes_out;
+  uint64_t timers;             /* pending timers */
 } wse_app_stats_t;
 void wse_app_stats(const wse_app_t *app, wse_app_stats_t *out);
 /* Add a base to the restore counters (modulo 2^64): a Durable Object keeps

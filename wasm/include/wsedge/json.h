@@ -1,7 +1,8 @@
 /* wsedge/json.h — the little JSON an app needs, without a libc (the wasm
  * build has none): a writer that never overflows (it counts what it could
  * not write, so one check at the end tells whether the buffer was big
- * enough) and a strict reader for flat objects whose values are strings. */
+ * enough) and a strict reader for flat objects whose values are strings
+ * (or unsigned integers). */
 #ifndef WSEDGE_JSON_H
 #define WSEDGE_JSON_H
 
@@ -40,6 +41,15 @@ void wse_jw_cstr(wse_jw_t *w, const char *s);
  * valid UTF-8 (the caller checks, e.g. with wse_utf8_valid). */
 int wse_json_fields(const uint8_t *p, size_t n, const char *const *keys,
                     size_t nkeys, wse_str_t *vals, char *buf, size_t cap);
+/* The same, where a value may also be an unsigned integer (0 or
+ * [1-9][0-9]*; no sign, fraction or exponent): vals[i] is then its digits
+ * and bit i of *nums is set. nkeys <= 32. */
+int wse_json_object(const uint8_t *p, size_t n, const char *const *keys,
+                    size_t nkeys, wse_str_t *vals, unsigned *nums, char *buf,
+                    size_t cap);
+/* Decimal digits (as wse_json_object gives them) as a number: WSE_EINVAL
+ * when empty, not digits, with a leading zero or past UINT64_MAX. */
+int wse_json_u64(wse_str_t v, uint64_t *out);
 
 #ifdef __cplusplus
 }
