@@ -41,7 +41,9 @@ static const opt_t opts[] = {
     {"--max-message-size", "WSEDGE_MAX_MESSAGE_SIZE", K_SIZE, 1, GiB, "BYTES",
      "larger message -> close 1009 (default 64M)"},
     {"--max-write-buffer-size", "WSEDGE_MAX_WRITE_BUFFER_SIZE", K_SIZE, 1, GiB,
-     "BYTES", "queued output past it -> close 1008 (default 16M)"},
+     "BYTES", "queued output past it -> close 1008 (default 1M)"},
+    {"--send-timeout", "WSEDGE_SEND_TIMEOUT", K_SECS, 0, 2000000, "SECS",
+     "queued output not draining at all for SECS -> 1008 + reset (default 10; 0 off)"},
     {"--idle-timeout", "WSEDGE_IDLE_TIMEOUT", K_SECS, 0, 2000000, "SECS",
      "no data or pong for SECS -> close 1001 (default 60; 0 off)"},
     {"--ping-interval", "WSEDGE_PING_INTERVAL", K_SECS, 0, 2000000, "SECS",
@@ -219,6 +221,7 @@ static int apply(wsn_opts_t *o, const opt_t *op, const char *who, const char *v)
   else if (!strcmp(f, "--max-frame-size")) o->cfg.max_frame_size = n;
   else if (!strcmp(f, "--max-message-size")) o->cfg.max_message_size = n;
   else if (!strcmp(f, "--max-write-buffer-size")) o->cfg.max_write_buffer_size = (size_t)n;
+  else if (!strcmp(f, "--send-timeout")) o->send_timeout_s = (uint32_t)n;
   else if (!strcmp(f, "--idle-timeout")) o->cfg.idle_timeout_s = (uint32_t)n;
   else if (!strcmp(f, "--ping-interval")) o->cfg.ping_interval_s = (uint32_t)n;
   else if (!strcmp(f, "--session-timeout")) o->cfg.session_timeout_s = (uint32_t)n;
@@ -243,6 +246,7 @@ void wse_native_options_default(wse_native_options_t *o) {
   wse_config_default(&o->cfg);
   o->deflate_max_memory = (uint64_t)256 << 20;
   o->deflate_idle_s = 10;
+  o->send_timeout_s = 10;
   o->program = "wsedge";
 }
 

@@ -1,6 +1,7 @@
 /* conn.c — one TCP connection: the HTTP request head, the upgrade, the
  * WebSocket frames, corked output with a bound, and every way a connection
- * ends (close handshake, protocol error, timeouts, slow consumer, reset).
+ * ends (close handshake, protocol error, timeouts, slow consumer, send
+ * timeout, reset).
  *
  * Reads land in the thread's 64 KiB buffer; the core's wse_ws keeps any
  * partial message, so an idle connection holds no read buffer. Output is
@@ -13,7 +14,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <time.h>
+#ifdef __linux__
+#include <linux/sockios.h>
+#endif
 
 #include "http.h"
 #include "log.h"
@@ -29,6 +34,7 @@
 #define LINGER_S 2
 
 static void close_now(wsn_thread_t *t, wsn_conn_t *c);
+static void close_conn(wsn_thread_t *t, wsn_conn_t *c, int reset);
 static void do_end(wsn_thread_t *t, wsn_conn_t *c, const uint8_t *reason,
                    size_t rn);
 
@@ -206,6 +212,7 @@ int wsn_conn_direct(wsn_thread_t *t, wsn_conn_t *c, unsigned op,
 static void slow_consumer(wsn_thread_t *t, wsn_conn_t *c) {
   wsn_log(WSN_LOG_WARN, "slow consumer on thread %d slot %u: %zu bytes queued, closing with 1008",
           t->idx, c->slot, queued(c));
+  atomic_fetch_add_explicit(&t->srv->n_slow, 1, memory_order_relaxed);
   if (c->out) {
     /* only whole frames live here (a partial one is in flight in wr) */
     obuf_release(t, c->out);
@@ -309,6 +316,8 @@ static void conn_flush(wsn_thread_t *t, wsn_conn_t *c) {
   c->out = NULL;
   c->wr = o;
   o->off = (uint32_t)r;
+  o->moved_ms = wsn_now_ms32(t); /* a write starting is progress */
+  o->seen_wq = o->seen_kq = WSN_UNSEEN;
   b = uv_buf_init((char *)o->data + r, o->len - (uint32_t)r);
   int e = uv_write(&o->req, (uv_stream_t *)&c->tcp, &b, 1, on_write);
   if (e) {
@@ -353,14 +362,21 @@ static void on_closed(uv_handle_t *h) {
   wsn_thread_conn_gone(t);
 }
 
-static void close_now(wsn_thread_t *t, wsn_conn_t *c) {
+/* reset: RST (SO_LINGER 0) instead of a FIN behind whatever the kernel
+ * still holds; the kernel frees that queue at once. */
+static void close_conn(wsn_thread_t *t, wsn_conn_t *c, int reset) {
   if (c->state == WSN_ST_DEAD) return;
   if (c->flags & WSN_F_SESSION) {
     if (!c->close_code) c->close_code = WSE_CLOSE_ABNORMAL;
     wsn_conn_end_session(t, c);
   }
   c->state = WSN_ST_DEAD;
-  uv_close((uv_handle_t *)&c->tcp, on_closed);
+  if (!reset || uv_tcp_close_reset(&c->tcp, on_closed) != 0) /* EINVAL: shutting down */
+    uv_close((uv_handle_t *)&c->tcp, on_closed);
+}
+
+static void close_now(wsn_thread_t *t, wsn_conn_t *c) {
+  close_conn(t, c, 0);
 }
 
 void wsn_conn_abort(wsn_thread_t *t, wsn_conn_t *c) {
@@ -844,7 +860,67 @@ void wsn_on_connection(uv_stream_t *server, int status) {
 
 static const uint8_t ping_frame[2] = {0x89, 0x00};
 
+/* Bytes the kernel holds for the peer, sent or not, until acknowledged. */
+static uint32_t kernel_queued(wsn_conn_t *c) {
+#ifdef SIOCOUTQ
+  uv_os_fd_t fd;
+  int n = 0;
+  if (uv_fileno((const uv_handle_t *)&c->tcp, &fd) == 0 && ioctl(fd, SIOCOUTQ, &n) == 0 && n > 0)
+    return (uint32_t)n;
+#else
+  (void)c;
+#endif
+  return 0;
+}
+
+/* --send-timeout: a write is in flight and none of the output has drained
+ * for send_timeout_s. Progress is a write starting or completing (a new
+ * in-flight buffer), libuv's write queue shrinking (a partial write) or the
+ * kernel's send queue changing (the peer acknowledged data, or the kernel
+ * took more): a slow reader always moves one of them, one that stopped
+ * reading (zero window) or vanished moves none. Only connections with a
+ * write in flight are looked at; output the kernel took whole costs us
+ * nothing (a peer that never reads it meets the idle timeout). */
+static int send_stuck(wsn_thread_t *t, wsn_conn_t *c, uint32_t *kq) {
+  uint32_t limit = t->srv->opts.send_timeout_s;
+  wsn_obuf_t *o = c->wr;
+  if (!limit || !o) return 0;
+  uint32_t now = wsn_now_ms32(t);
+  uint32_t wq = (uint32_t)uv_stream_get_write_queue_size((const uv_stream_t *)&c->tcp);
+  *kq = kernel_queued(c);
+  if (wq != o->seen_wq || *kq != o->seen_kq) {
+    o->seen_wq = wq;
+    o->seen_kq = *kq;
+    o->moved_ms = now;
+    return 0;
+  }
+  return (uint64_t)(uint32_t)(now - o->moved_ms) >= (uint64_t)limit * 1000;
+}
+
+/* Cut a connection whose output is stuck: the session ends with 1008 (the
+ * app's on_close runs), queued output is freed and TCP is reset. A Close
+ * frame cannot be written: it would go behind a write stuck mid-frame that
+ * the peer is not reading; the RST reaches its kernel regardless of its
+ * window and frees ours of the unacknowledged queue. */
+static void send_timeout(wsn_thread_t *t, wsn_conn_t *c, uint32_t kq) {
+  wsn_log(WSN_LOG_WARN, "send timeout on thread %d slot %u: %zu bytes queued, %u in the kernel, "
+          "nothing drained for %us: closing (1008, reset)", t->idx, c->slot, queued(c), kq,
+          t->srv->opts.send_timeout_s);
+  atomic_fetch_add_explicit(&t->srv->n_send_timeouts, 1, memory_order_relaxed);
+  if (c->out) {
+    obuf_release(t, c->out);
+    c->out = NULL;
+  }
+  if (c->state == WSN_ST_WS) c->close_code = WSE_CLOSE_POLICY;
+  close_conn(t, c, 1);
+}
+
 void wsn_conn_tick(wsn_thread_t *t, wsn_conn_t *c, uint32_t now) {
+  uint32_t kq = 0;
+  if ((c->state == WSN_ST_WS || c->state == WSN_ST_WS_CLOSING) && send_stuck(t, c, &kq)) {
+    send_timeout(t, c, kq);
+    return;
+  }
   switch (c->state) {
   case WSN_ST_HTTP:
     if ((int32_t)(now - c->deadline_s) >= 0) {

@@ -166,13 +166,14 @@ static void stats(wsn_thread_t *t, wsn_conn_t *c, int head_only) {
     if (s && s->n_topics) members++;
   }
   wsn_app_unlock(t);
-  char body[768];
+  char body[1024];
   int n = snprintf(body, sizeof body,
                    "{\"connections\":%llu,\"websockets\":%llu,\"sessions\":%llu,"
                    "\"rooms\":%llu,\"members\":%llu,\"messages_in\":%llu,"
                    "\"messages_out\":%llu,\"bytes_in\":%llu,\"bytes_out\":%llu,"
                    "\"uptime_s\":%llu,\"threads\":%d,\"connections_total\":%llu,"
-                   "\"deflate_connections\":%llu,\"deflate_memory_bytes\":%llu}",
+                   "\"deflate_connections\":%llu,\"deflate_memory_bytes\":%llu,"
+                   "\"slow_consumers\":%llu,\"send_timeouts\":%llu}",
                    (unsigned long long)atomic_load(&srv->n_conns),
                    (unsigned long long)atomic_load(&srv->n_ws),
                    (unsigned long long)st.sessions, (unsigned long long)st.rooms,
@@ -184,7 +185,9 @@ static void stats(wsn_thread_t *t, wsn_conn_t *c, int head_only) {
                    (unsigned long long)wsn_uptime_s(t), srv->nthreads,
                    (unsigned long long)atomic_load(&srv->total_conns),
                    (unsigned long long)atomic_load(&srv->n_deflate),
-                   (unsigned long long)wsn_deflate_memory());
+                   (unsigned long long)wsn_deflate_memory(),
+                   (unsigned long long)atomic_load(&srv->n_slow),
+                   (unsigned long long)atomic_load(&srv->n_send_timeouts));
   wsn_respond(t, c, 200, NULL, "application/json", body, (size_t)n, head_only);
 }
 

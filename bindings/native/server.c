@@ -800,12 +800,12 @@ int wse_server_run(wse_server_t *srv) {
   format_addr(&srv->addr, srv->bound_port, a, sizeof a);
   fprintf(stderr, "%s listening on http://%s\n", so->program, a);
   wsn_log(WSN_LOG_INFO, "%d thread%s, fd limit %llu, static %s, max frame %llu, "
-          "max message %llu, max write buffer %zu, idle %us, ping %us, session %us",
+          "max message %llu, max write buffer %zu, send timeout %us, idle %us, ping %us, session %us",
           srv->nthreads, srv->nthreads == 1 ? "" : "s", (unsigned long long)srv->fd_limit,
           so->static_dir ? so->static_dir : so->index_html ? "(embedded page)" : "(none)",
           (unsigned long long)so->cfg.max_frame_size,
           (unsigned long long)so->cfg.max_message_size,
-          so->cfg.max_write_buffer_size, so->cfg.idle_timeout_s,
+          so->cfg.max_write_buffer_size, so->send_timeout_s, so->cfg.idle_timeout_s,
           so->cfg.ping_interval_s, so->cfg.session_timeout_s);
 
   for (int i = 1; i < srv->nthreads; i++)

@@ -27,14 +27,21 @@ typedef wse_native_options_t wsn_opts_t;
 /* ---- output buffers ------------------------------------------------------ */
 
 /* Corked output of one connection. The same block becomes the write request
- * when the kernel does not take everything at once. */
+ * when the kernel does not take everything at once; while it is in flight
+ * the tick watches it drain (--send-timeout), so an idle connection pays
+ * nothing for that. */
 typedef struct wsn_obuf {
   uv_write_t req;
   uint32_t off;       /* bytes already written (in-flight buffer) */
   uint32_t len;
   uint32_t cap;
+  uint32_t moved_ms;  /* in flight: server clock (ms) of the last progress */
+  uint32_t seen_wq;   /* in flight: libuv write queue, kernel send queue */
+  uint32_t seen_kq;   /*   (bytes) at the last tick; WSN_UNSEEN: not yet */
   uint8_t data[];
 } wsn_obuf_t;
+
+#define WSN_UNSEEN UINT32_MAX
 
 /* ---- connections --------------------------------------------------------- */
 
@@ -177,6 +184,8 @@ typedef struct wsn_server {
   atomic_uint_fast64_t n_ws;    /* open WebSockets */
   atomic_uint_fast64_t n_deflate; /* ... that negotiated permessage-deflate */
   atomic_uint_fast64_t total_conns;
+  atomic_uint_fast64_t n_slow;  /* closed 1008: queue past max_write_buffer_size */
+  atomic_uint_fast64_t n_send_timeouts; /* cut: output stuck for send_timeout_s */
   atomic_int shutting_down;    /* 1 after a signal, 2 after a second one */
   atomic_int n_idle;           /* threads stopped and without connections */
   atomic_int all_idle;

@@ -29,7 +29,7 @@ static void test_config_default(void) {
   CHECK(c.max_frame_size == 16u * 1024 * 1024);
   CHECK(c.max_message_size == 64u * 1024 * 1024);
   CHECK_EQ(c.write_buffer_size, 128 * 1024);
-  CHECK_EQ(c.max_write_buffer_size, 16 * 1024 * 1024);
+  CHECK_EQ(c.max_write_buffer_size, 1024 * 1024);
   CHECK(c.subprotocols == NULL);
   CHECK_EQ(c.n_subprotocols, 0);
   CHECK_EQ(c.require_subprotocol, 0);

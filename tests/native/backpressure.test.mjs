@@ -1,6 +1,8 @@
 // A room member that never reads while another floods the room: its queued
 // output hits --max-write-buffer-size, it is closed with 1008, and every
-// other member still receives everything, in order.
+// other member still receives everything, in order. --send-timeout 60: the
+// stalls here are deliberate and outlast the default 10 s on a slow machine
+// (sendtimeout.test.mjs covers the timeout).
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import WebSocket from 'ws';
@@ -8,7 +10,7 @@ import { SLOW, closePayload, rawWs, startServer, until } from './server.mjs';
 
 let srv;
 before(async () => {
-  srv = await startServer(['--threads', '2', '--max-write-buffer-size', '1m', '--close-timeout', '30']);
+  srv = await startServer(['--threads', '2', '--max-write-buffer-size', '1m', '--close-timeout', '30', '--send-timeout', '60']);
 });
 after(async () => { assert.deepEqual(await srv.stop(), { code: 0, signal: null }, srv.log()); });
 

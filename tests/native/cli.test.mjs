@@ -16,6 +16,7 @@ test('--help lists every flag and its environment variable', async () => {
   for (const s of ['--listen', '--threads', '--static', '--log-level', '--max-connections',
     '--max-frame-size', '--max-message-size', '--max-write-buffer-size', '--idle-timeout',
     '--ping-interval', '--session-timeout', '--handshake-timeout', 'WSEDGE_WEBSOCKET_TIMEOUT',
+    '--send-timeout', 'WSEDGE_SEND_TIMEOUT',
     'WSEDGE_LISTEN', 'WSEDGE_THREADS', 'WSEDGE_MAX_MESSAGE_SIZE']) assert.ok(r.stdout.includes(s), s);
 });
 
@@ -38,6 +39,10 @@ const bad = [
   [['--max-message-size', '12q'], /invalid --max-message-size '12q'/],
   [['--max-write-buffer-size', '0'], /invalid --max-write-buffer-size '0'/],
   [['--idle-timeout', '1.5'], /invalid --idle-timeout '1\.5'/],
+  [['--send-timeout', 'soon'], /invalid --send-timeout 'soon': expected a non-negative integer/],
+  [['--send-timeout', '-1'], /invalid --send-timeout '-1'/],
+  [['--send-timeout', '2000001'], /invalid --send-timeout '2000001': must be 0\.\.2000000/],
+  [['--send-timeout'], /option --send-timeout needs a value/],
   [['--handshake-timeout', '0'], /invalid --handshake-timeout '0'/],
   [['--static', '/nonexistent/dir'], /invalid --static '\/nonexistent\/dir'/],
   [['--allow-origin', 'example.com'], /invalid --allow-origin 'example\.com'/],
@@ -56,7 +61,7 @@ const badEnv = [
   ['WSEDGE_THREADS', 'lots'], ['WSEDGE_WEBSOCKET_TIMEOUT', 'soon'], ['WSEDGE_IDLE_TIMEOUT', ''],
   ['WSEDGE_PING_INTERVAL', '-1'], ['WSEDGE_MAX_MESSAGE_SIZE', '2g'], ['WSEDGE_MAX_FRAME_SIZE', 'x'],
   ['WSEDGE_MAX_WRITE_BUFFER_SIZE', '1t'], ['WSEDGE_MAX_CONNECTIONS', '1e3'], ['WSEDGE_LOG_LEVEL', 'trace'],
-  ['WSEDGE_LISTEN', 'localhost'], ['WSEDGE_STATIC', '/nonexistent'],
+  ['WSEDGE_LISTEN', 'localhost'], ['WSEDGE_STATIC', '/nonexistent'], ['WSEDGE_SEND_TIMEOUT', '1.5'],
 ];
 for (const [name, value] of badEnv) {
   test(`${name}=${JSON.stringify(value)} -> exit 2 naming the variable`, async () => {

@@ -40,9 +40,12 @@ describe('host routes', () => {
     const r = await get('/stats');
     assert.equal(r.status, 200);
     const s = await r.json();
-    for (const k of ['connections', 'rooms', 'members', 'messages_in', 'messages_out', 'bytes_in', 'bytes_out', 'uptime_s'])
+    for (const k of ['connections', 'rooms', 'members', 'messages_in', 'messages_out', 'bytes_in', 'bytes_out', 'uptime_s',
+      'slow_consumers', 'send_timeouts'])
       assert.equal(typeof s[k], 'number', k);
     assert.ok(s.connections >= 1);
+    assert.equal(s.slow_consumers, 0);
+    assert.equal(s.send_timeouts, 0);
   });
 
   test('GET / without DIR/index.html serves the embedded chat page byte for byte', async () => {

@@ -26,7 +26,15 @@ export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const live = new Set();
 process.on('exit', () => { for (const p of live) { try { p.kill('SIGKILL'); } catch { /* gone */ } } });
 
-function command(args) {
+/** The uninstrumented build/wsedge (`bin` of startServer): where a test
+ * measures the server's RSS, which ASan's shadow and quarantine would swamp. */
+export const PLAIN_BIN = path.join(ROOT, 'build/wsedge');
+
+function command(args, bin) {
+  if (bin) {
+    if (!existsSync(bin)) throw new Error(`${bin} does not exist (run make native)`);
+    return [bin, args];
+  }
   if (!existsSync(BIN)) throw new Error(`${BIN} does not exist (run make native build/wsedge-asan)`);
   if (VALGRIND) {
     return ['valgrind', ['--error-exitcode=99', '--leak-check=full', '--show-leak-kinds=definite,indirect',
@@ -52,9 +60,10 @@ export function runCli(args, { env = {}, timeoutMs = 10000 * SLOW } = {}) {
 /**
  * Start `wsedge serve --listen 127.0.0.1:0 ...args`. Resolves once the
  * listening line is printed, with { port, url, wsUrl, pid, log(), stop() }.
+ * `bin` runs that binary as is (no valgrind) instead of BIN.
  */
-export async function startServer(args = [], { env = {}, timeoutMs = 15000 * SLOW } = {}) {
-  const [cmd, argv] = command(['serve', '--listen', '127.0.0.1:0', ...args]);
+export async function startServer(args = [], { env = {}, timeoutMs = 15000 * SLOW, bin } = {}) {
+  const [cmd, argv] = command(['serve', '--listen', '127.0.0.1:0', ...args], bin);
   const child = spawn(cmd, argv, {
     env: { ...process.env, ASAN_OPTIONS: 'detect_leaks=1:abort_on_error=0', ...env },
     stdio: ['ignore', 'ignore', 'pipe'],

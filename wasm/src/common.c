@@ -32,7 +32,10 @@ void wse_config_default(wse_config_t *c) {
   c->max_frame_size = (uint64_t)16 << 20;
   c->max_message_size = (uint64_t)64 << 20;
   c->write_buffer_size = (size_t)128 << 10;
-  c->max_write_buffer_size = (size_t)16 << 20;
+  /* 16 messages of 64 KiB: a client that reads (a browser drains its
+   * socket far faster than a server fills it) never comes near it; one
+   * that stops reading costs at most this much (uWS: 64 KiB). */
+  c->max_write_buffer_size = (size_t)1 << 20;
   c->subprotocols = NULL;
   c->n_subprotocols = 0;
   c->require_subprotocol = 0;

@@ -90,7 +90,8 @@ typedef struct wse_config {
   uint64_t max_frame_size;        /* 16 MiB: larger frame header -> 1009 */
   uint64_t max_message_size;      /* 64 MiB: larger message -> 1009 */
   size_t write_buffer_size;       /* 128 KiB: hosts flush at this size */
-  size_t max_write_buffer_size;   /* 16 MiB: queued output past it -> 1008 */
+  size_t max_write_buffer_size;   /* 1 MiB: queued output past it -> 1008
+                                     (one larger frame may be queued alone) */
   const char *const *subprotocols;/* server's list, in order of preference */
   size_t n_subprotocols;
   int require_subprotocol;        /* 1: a client offering none of ours -> 400 */

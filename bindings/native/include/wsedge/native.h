@@ -40,6 +40,10 @@ typedef struct wse_native_options {
   uint64_t max_connections;    /* beyond it: 503 JSON (0: unlimited) */
   uint64_t deflate_max_memory; /* zlib state budget; past it offers are declined (0: none) */
   uint32_t deflate_idle_s;     /* free a context-takeover compressor unused this long (0: never) */
+  /* A connection with queued output none of which drains for this long
+   * (user-space queue and kernel send queue both unmoved) is cut: session
+   * ended with 1008, TCP reset (0: never). */
+  uint32_t send_timeout_s;
   wse_config_t cfg;            /* the app's defaults: limits, timeouts, deflate */
   const char *origins[WSE_NATIVE_MAX_ORIGINS]; /* allowed Origins (cfg's list when set) */
   size_t n_origins;
@@ -54,7 +58,8 @@ typedef struct wse_native_options {
 } wse_native_options_t;
 
 /* The documented defaults: 127.0.0.1:4040, one thread per core, info logs,
- * wse_config_default() limits, deflate budget 256 MiB, deflate idle 10 s. */
+ * wse_config_default() limits, deflate budget 256 MiB, deflate idle 10 s,
+ * send timeout 10 s. */
 void wse_native_options_default(wse_native_options_t *o);
 /* Apply WSEDGE_* environment variables, then argv[0..argc) (the options
  * after "serve"; flags win). Returns 0; 1 when --help/--version was printed
