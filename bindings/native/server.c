@@ -289,6 +289,8 @@ static void exec_one(wsn_thread_t *t, const wse_action_t *a) {
   case WSE_ACT_TIMER:
     t->apptm_dirty = 1; /* kept in the core's memory: only the clock moves */
     break;
+  case WSE_ACT_HISTORY:
+    break; /* natively the core's memory is the history */
   }
 }
 

@@ -13,6 +13,7 @@ export declare const ACT_BROADCAST: 2;
 export declare const ACT_CLOSE: 3;
 export declare const ACT_ATTACH: 4;
 export declare const ACT_TIMER: 5;
+export declare const ACT_HISTORY: 6;
 
 /** Heap figures of a module's instance: bytes in use, bytes managed, linear memory. */
 export interface HeapStats {
@@ -187,6 +188,8 @@ export declare class WsedgeContext {
   timerNext(): number;
   /** Re-create a timer from a stored record (a TIMER action's); 0 or a negative error. */
   loadTimer(record: Uint8Array): number;
+  /** Re-create a history entry from a stored record (a HISTORY action's); 0 or a negative error. */
+  loadHistory(record: Uint8Array): number;
 }
 
 export interface DurableSessionsOptions {

@@ -89,7 +89,7 @@ function settingsFrom(config = {}, env) {
   return out;
 }
 
-export const ACT_SEND = 1, ACT_BROADCAST = 2, ACT_CLOSE = 3, ACT_ATTACH = 4, ACT_TIMER = 5;
+export const ACT_SEND = 1, ACT_BROADCAST = 2, ACT_CLOSE = 3, ACT_ATTACH = 4, ACT_TIMER = 5, ACT_HISTORY = 6;
 const OP_TEXT = 1, OP_BINARY = 2;
 const ROUTE_WS = 1, ROUTE_HTTP = 2; // WSE_ROUTE_* (wsedge/app.h)
 const NO_ROUTE = Object.freeze({ kind: 'none', index: -1, pattern: null, durable: null, key: null });
@@ -109,7 +109,7 @@ const REQUIRED = ['wsx_new', 'wsx_free', 'wsx_result', 'wsx_input', 'wsx_validat
   'wsx_open', 'wsx_message', 'wsx_close', 'wsx_error', 'wsx_http', 'wsx_seed', 'wsx_restore', 'wsx_sid', 'wsx_find',
   'wsx_send_to', 'wsx_sessions', 'wsx_route_info', 'wsx_heap_used', 'wsx_heap_size', 'wsx_start', 'wsx_expire',
   'wsx_max_message', 'wsx_session_end', 'wsx_heartbeat', 'wsx_wire_code', 'wsx_timers_run', 'wsx_timer_next',
-  'wsx_timer_load'];
+  'wsx_timer_load', 'wsx_history_load'];
 
 // ---- modules: one instance per module per isolate ---------------------------
 
@@ -296,6 +296,11 @@ export class WsedgeContext {
   /** Re-create a timer from a record a TIMER action carried; 0 or a negative error. */
   loadTimer(rec) {
     return this.core.x.wsx_timer_load(this.ptr, this.putData(rec));
+  }
+
+  /** Re-create a history entry from a stored record (a HISTORY action's); 0 or a negative error. */
+  loadHistory(rec) {
+    return this.core.x.wsx_history_load(this.ptr, this.putData(rec));
   }
 
   /** Release the context and every session in it. */
@@ -565,6 +570,9 @@ export class WsedgeContext {
         case ACT_TIMER: // set (op 1: its record) or removed (op 0); code: the id's length
           host.timer?.(op, u8.slice(dp, dp + dl), code);
           timers = true;
+          break;
+        case ACT_HISTORY: // an event joined a room's history: its record
+          host.history?.(u8.slice(dp, dp + dl));
           break;
       }
     }
@@ -1025,6 +1033,8 @@ export function durableContexts() {
 
 const ALARM_KEY = 'wsedge:alarm';
 const TIMERS_KEY = 'wsedge:timers'; // set once the object has stored a timer
+const HISTORY_KEY = 'wsedge:history'; // set once it has stored an event
+const HISTORY_MAX = 100; // WSE_HISTORY_MAX: rows kept per room
 
 class DurableHost extends SocketHost {
   constructor(core, state, gone, settings) {
@@ -1034,7 +1044,44 @@ class DurableHost extends SocketHost {
     // the alarm this object has set (kept beside it: a wake knows it at once)
     const kv = state.storage?.kv;
     try { this.armed = Number(kv?.get(ALARM_KEY)) || 0; } catch { this.armed = 0; }
+    this.loadHistory();
     this.loadTimers();
+  }
+
+  // A room's history (wse_history_add) in the object's SQLite storage: one
+  // row per event, the last HISTORY_MAX per room, loaded by a new context
+  // (its sequence numbers go on across hibernation, eviction, restarts).
+  history(rec) {
+    const st = this.state.storage;
+    if (!st?.sql || typeof st.sql.exec !== 'function') return this.timerSql(); // warns once
+    if (!this.historyReady) {
+      st.sql.exec('CREATE TABLE IF NOT EXISTS wsedge_history (room BLOB NOT NULL, seq INTEGER NOT NULL, rec BLOB NOT NULL, PRIMARY KEY (room, seq))');
+      try { st.kv?.put(HISTORY_KEY, 1); } catch { /* no sync KV: loaded on every wake */ }
+      this.historyReady = true;
+    }
+    const rn = rec[1], room = rec.slice(2, 2 + rn).buffer;
+    let seq = 0;
+    for (let i = 7; i >= 0; i--) seq = seq * 256 + rec[2 + rn + i];
+    st.sql.exec('INSERT OR REPLACE INTO wsedge_history (room, seq, rec) VALUES (?, ?, ?)', room, seq, rec.buffer);
+    if (seq > HISTORY_MAX) st.sql.exec('DELETE FROM wsedge_history WHERE room = ? AND seq <= ?', room, seq - HISTORY_MAX);
+  }
+
+  // The rows of a table this object has written (its KV flag is set), else none.
+  storedRows(flag, query) {
+    const st = this.state.storage;
+    let has = true;
+    try { if (st?.kv) has = !!st.kv.get(flag); } catch { /* no sync KV */ }
+    if (!has || !st?.sql) return [];
+    try { return st.sql.exec(query).toArray(); } catch { return []; }
+  }
+
+  loadHistory() {
+    const rows = this.storedRows(HISTORY_KEY, 'SELECT rec FROM wsedge_history ORDER BY room, seq');
+    for (const row of rows) {
+      const rc = this.cx.loadHistory(new Uint8Array(row.rec));
+      if (rc < 0) console.error(`wsedge: a stored history entry could not be loaded (error ${rc}): skipped`);
+    }
+    this.historyReady = rows.length > 0;
   }
 
   // Session lifetimes and the app's timers at the edge: the object's alarm
@@ -1073,11 +1120,7 @@ class DurableHost extends SocketHost {
 
   loadTimers() {
     const st = this.state.storage;
-    let has = true;
-    try { if (st?.kv) has = !!st.kv.get(TIMERS_KEY); } catch { /* no sync KV */ }
-    if (!has || !st?.sql) return;
-    let rows;
-    try { rows = st.sql.exec('SELECT id, rec FROM wsedge_timers ORDER BY rowid').toArray(); } catch { return; }
+    const rows = this.storedRows(TIMERS_KEY, 'SELECT id, rec FROM wsedge_timers ORDER BY rowid');
     for (const row of rows) {
       const rc = this.cx.loadTimer(new Uint8Array(row.rec));
       if (rc < 0) { // not a record this app can run: dropped, the others kept

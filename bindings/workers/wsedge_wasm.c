@@ -346,7 +346,8 @@ static void flush(wsx_t *x) {
   if (grow_buf((void **)&x->tape, &x->tape_cap, n, TAPE_WORDS * 4) < 0) n = 0;
   uint32_t *w = x->tape;
   for (size_t i = 0; i < n; i++, w += TAPE_WORDS) {
-    int tm = a[i].type == WSE_ACT_TIMER; /* its record; word 3: id length */
+    /* TIMER and HISTORY: the record; word 3: a TIMER's id length */
+    int tm = a[i].type == WSE_ACT_TIMER || a[i].type == WSE_ACT_HISTORY;
     w[0] = (uint32_t)a[i].type;
     w[1] = a[i].target;
     w[2] = a[i].opcode;
@@ -495,6 +496,11 @@ WSX_EXPORT("wsx_timer_next") double wsx_timer_next(wsx_t *x) {
 
 WSX_EXPORT("wsx_timer_load") int wsx_timer_load(wsx_t *x, size_t n) {
   return n > x->in_cap ? WSE_EINVAL : wse_app_timer_load(x->app, x->in, n);
+}
+
+/* A stored history record from the input's first n bytes (0 or an error). */
+WSX_EXPORT("wsx_history_load") int wsx_history_load(wsx_t *x, size_t n) {
+  return n > x->in_cap ? WSE_EINVAL : wse_app_history_load(x->app, x->in, n);
 }
 
 /* The app's heartbeat ping (pong = 0) or pong (1), NUL-terminated, or 0:

@@ -59,11 +59,14 @@ static int name_ok(const char *p, long n) {
 }
 
 /* {"type":TYPE,"id":ID,"name":NAME, then "text":T,"ts":NUM} when text is
- * given, else "count":NUM}. In scratch memory; w.n > w.cap on failure. */
+ * given, else "count":NUM}; a room event (room given) ends ,"seq":N} and
+ * joins the room's history. In scratch memory; w.n > w.cap on failure. */
 static wse_jw_t event(wse_ctx_t *c, const char *type, const char *id,
                        size_t idn, const char *name, size_t nn,
-                       const char *text, size_t tn, uint64_t num) {
-  size_t cap = 96 + 6 * (idn + nn + tn);
+                       const char *text, size_t tn, uint64_t num,
+                       const char *room, size_t rn) {
+  size_t cap = 128 + 6 * (idn + nn + tn);
+  uint64_t seq = room ? wse_room_seq(c, room, rn) + 1 : 0;
   wse_jw_t w = {wse_ctx_alloc(c, cap), 0, cap};
   if (!w.p) return w.n = cap + 1, w;
   wse_jw_lit(&w, "{\"type\":\"");
@@ -80,13 +83,20 @@ static wse_jw_t event(wse_ctx_t *c, const char *type, const char *id,
     wse_jw_lit(&w, ",\"count\":");
   }
   wse_jw_u64(&w, num);
+  if (room) {
+    wse_jw_lit(&w, ",\"seq\":");
+    wse_jw_u64(&w, seq);
+  }
   wse_jw_lit(&w, "}");
+  /* numbered events are kept: one the history refused is not sent */
+  if (room && w.n <= w.cap && wse_history_add(c, room, rn, seq, w.p, w.n) < 0)
+    w.n = w.cap + 1;
   return w;
 }
 
 static wse_jw_t session_event(wse_ctx_t *c, const wse_session_t *s,
                                const char *type, const char *text, size_t tn,
-                               uint64_t num) {
+                               uint64_t num, wse_str_t room) {
   char id[WSE_SID_LEN];
   wse_sid_format(&s->id, id);
   /* the display name is the session's user blob (set in chat_upgrade);
@@ -101,7 +111,7 @@ static wse_jw_t session_event(wse_ctx_t *c, const wse_session_t *s,
     name = guest;
     nn = sizeof guest;
   }
-  return event(c, type, id, sizeof id, name, nn, text, tn, num);
+  return event(c, type, id, sizeof id, name, nn, text, tn, num, room.p, room.n);
 }
 
 static int to_room(wse_ctx_t *c, const char *room, size_t rn, wse_jw_t w,
@@ -163,8 +173,9 @@ static const char *parse(wse_ctx_t *c, const char *room, size_t rn,
 static int chat_upgrade(wse_ctx_t *c, const wse_request_t *req,
                         const wse_params_t *prm) {
   wse_session_t *s = wse_ctx_session(c);
-  char name[CHAT_NAME_MAX];
-  long n;
+  char name[CHAT_NAME_MAX + 22];
+  long n, k;
+  uint64_t since;
   if (!room_ok(prm->value[0])) return wse_reject(c, 400, "invalid room");
   n = wse_query_param(req->target, "name", name, sizeof name);
   if (n == -1) {
@@ -176,6 +187,13 @@ static int chat_upgrade(wse_ctx_t *c, const wse_request_t *req,
   } else if (!name_ok(name, n)) {
     return wse_reject(c, 400, "invalid name");
   }
+  /* ?since=N: until on_open the blob carries it after the name ('\n' is
+   * never in a name) */
+  k = wse_query_param(req->target, "since", name + n + 1, 21);
+  if (k != -1 && (k < 1 || wse_json_u64((wse_str_t){name + n + 1, (size_t)k}, &since)))
+    return wse_reject(c, 400, "invalid since");
+  name[n] = '\n';
+  if (k > 0) n += 1 + k;
   wse_set_user(c, name, (size_t)n); /* the name, kept across hibernation */
   return wse_join(c, prm->value[0].p, prm->value[0].n); /* member at open */
 }
@@ -187,11 +205,38 @@ static wse_str_t room_of(wse_ctx_t *c) {
   return r;
 }
 
+/* A client back with ?since=N: {"type":"gap","from":A,"to":B} when the
+ * room's history no longer reaches back to N, then every kept event after
+ * N, in order (its own join comes after them). */
+static void resume(wse_ctx_t *c, wse_str_t r, uint64_t since) {
+  uint64_t last = wse_room_seq(c, r.p, r.n), oldest;
+  char buf[80];
+  wse_jw_t w = {buf, 0, sizeof buf};
+  wse_history_replay(c, r.p, r.n, UINT64_MAX, &oldest); /* only asks */
+  if (since < last && (!oldest || oldest > since + 1)) {
+    wse_jw_lit(&w, "{\"type\":\"gap\",\"from\":");
+    wse_jw_u64(&w, since + 1);
+    wse_jw_lit(&w, ",\"to\":");
+    wse_jw_u64(&w, oldest ? oldest - 1 : last);
+    wse_jw_lit(&w, "}");
+    wse_send(c, WSE_OP_TEXT, buf, w.n);
+  }
+  wse_history_replay(c, r.p, r.n, since, NULL);
+}
+
 static void chat_open(wse_ctx_t *c) {
   wse_session_t *s = wse_ctx_session(c);
   wse_str_t r = room_of(c);
-  size_t n = wse_room_count(c, r.p, r.n);
-  to_room(c, r.p, r.n, session_event(c, s, "join", NULL, 0, n), NULL);
+  size_t n = wse_room_count(c, r.p, r.n), nl = 0;
+  const char *u = (const char *)s->user;
+  while (nl < s->user_len && u[nl] != '\n') nl++;
+  if (nl < s->user_len) {
+    uint64_t since = 0;
+    wse_json_u64((wse_str_t){u + nl + 1, s->user_len - nl - 1}, &since);
+    wse_set_user(c, u, nl); /* the name alone from now on */
+    resume(c, r, since);
+  }
+  to_room(c, r.p, r.n, session_event(c, s, "join", NULL, 0, n, r), NULL);
 }
 
 static void chat_message(wse_ctx_t *c, unsigned opcode, const uint8_t *p,
@@ -210,8 +255,9 @@ static void chat_message(wse_ctx_t *c, unsigned opcode, const uint8_t *p,
     wse_send(c, WSE_OP_TEXT, buf, error_json(buf, sizeof buf, 1, err));
     return;
   }
+  wse_str_t none = {0, 0};
   wse_jw_t w = session_event(c, s, to ? "direct" : "message", text.p,
-                              text.n, wse_ctx_now(c));
+                              text.n, wse_ctx_now(c), to ? none : r);
   if (!to) {
     to_room(c, r.p, r.n, w, NULL);
   } else if (w.n <= w.cap) {
@@ -230,7 +276,9 @@ static void chat_close(wse_ctx_t *c, unsigned code, const uint8_t *reason,
   if (rn) __builtin_memcpy(room, r.p, rn); /* r goes with the last member */
   wse_leave(c);
   if ((left = wse_room_count(c, room, rn)) > 0)
-    to_room(c, room, rn, session_event(c, s, "leave", NULL, 0, left), NULL);
+    to_room(c, room, rn,
+            session_event(c, s, "leave", NULL, 0, left, (wse_str_t){room, rn}),
+            NULL);
 }
 
 static void http_error(wse_ctx_t *c, int status, const char *msg) {
@@ -278,7 +326,7 @@ static void schedule(wse_ctx_t *c, wse_str_t room, wse_str_t text,
 static void chat_timer(wse_ctx_t *c, const wse_timer_t *t) {
   to_room(c, t->room.p, t->room.n,
           event(c, "message", "server", 6, "server", 6, (const char *)t->data,
-                t->len, wse_ctx_now(c)),
+                t->len, wse_ctx_now(c), t->room.p, t->room.n),
           NULL);
 }
 
@@ -306,7 +354,8 @@ static void chat_push(wse_ctx_t *c, const wse_request_t *req,
     return;
   }
   wse_jw_t w = event(c, to ? "direct" : "message", "server", 6, "server", 6,
-                      text.p, text.n, wse_ctx_now(c));
+                      text.p, text.n, wse_ctx_now(c), to ? NULL : room.p,
+                      room.n);
   if (w.n > w.cap) delivered = WSE_ENOMEM;
   else if (!to) delivered = to_room(c, room.p, room.n, w, NULL);
   else if (!(delivered = wse_send_to(c, &to->id, WSE_OP_TEXT, w.p, w.n)))

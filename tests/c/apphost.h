@@ -7,7 +7,7 @@
 #define WSE_APPHOST_H
 #include "test.h"
 
-#define MAX_RECS 64
+#define MAX_RECS 256
 #define MAX_RCPT 64
 
 typedef struct rec {
@@ -23,6 +23,10 @@ typedef struct rec {
 static rec_t recs[MAX_RECS];
 static size_t n_recs;
 static int frames_ok = 1;
+/* HISTORY actions of the last drain (not in recs[]: tests of other things
+ * count and index the actions a host sends on) */
+static size_t n_hist_recs;
+static uint64_t hist_seqs[MAX_RECS];
 
 static void recs_reset(void) {
   for (size_t i = 0; i < n_recs; i++) {
@@ -54,7 +58,20 @@ static size_t drain(wse_app_t *app) {
   const wse_action_t *a;
   size_t n = wse_app_actions(app, &a);
   recs_reset();
+  n_hist_recs = 0;
+  size_t kept = 0;
   for (size_t i = 0; i < n && i < MAX_RECS; i++) {
+    if (a[i].type == WSE_ACT_HISTORY) {
+      const uint8_t *f = a[i].frame;
+      uint64_t seq = 0;
+      for (int k = 7; k >= 0; k--) seq = seq << 8 | f[2 + f[1] + k];
+      /* the record ends with the event, which data points at */
+      frames_ok &= f[0] == 1 && a[i].data == f + 10 + f[1] &&
+                   a[i].frame_len == 10u + f[1] + a[i].len;
+      hist_seqs[n_hist_recs++ % MAX_RECS] = seq;
+      continue;
+    }
+    kept++;
     rec_t *r = &recs[n_recs++];
     r->type = (int)a[i].type;
     r->target = a[i].target;
@@ -75,7 +92,7 @@ static size_t drain(wse_app_t *app) {
     if (a[i].type == WSE_ACT_BROADCAST) frames_ok &= a[i].n_recipients > 0;
   }
   wse_app_actions_clear(app);
-  return n;
+  return kept + (n > MAX_RECS ? n - MAX_RECS : 0);
 }
 
 /* ---- requests ---------------------------------------------------------- */

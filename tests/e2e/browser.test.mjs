@@ -169,5 +169,42 @@ for (const t of targets) {
       await logHas(b, 'back again');
       assert.deepEqual([...a.errors, ...b.errors], [], `${T} page errors`);
     });
+
+    test(`${T} after a drop the page resumes with ?since: what it missed, each message once, in order`, async () => {
+      const room = `br-${runTag}-${++seq}`;
+      const a = await openPage('page A');
+      const b = await openPage('page B');
+      await joinRoom(a, room, 'Ann');
+      await joinRoom(b, room, 'Ben');
+      await logHas(a, 'Ben joined');
+      const send = async (page, text) => {
+        await page.getByLabel('Message', { exact: true }).fill(text);
+        await page.getByLabel('Message', { exact: true }).press('Enter');
+      };
+      await send(b, 'before');
+      await logHas(a, 'before');
+      const seenBefore = await a.evaluate(() => window.wsedgeChat.lastSeq);
+      assert.ok(seenBefore >= 3, `${T} the page tracks the room's numbers (${seenBefore})`);
+      // the connection drops; B talks while A waits for its backoff (>= 250 ms)
+      await a.evaluate(() => window.wsedgeChat.socket.close(4001, 'test drop'));
+      await logHas(b, 'Ann left');
+      for (const t of ['missed 1', 'missed 2', 'missed 3']) await send(b, t);
+      await logHas(b, 'missed 3');
+      await a.locator('#state[data-state="open"]').waitFor({ timeout: WAIT_MS });
+      const url = await a.evaluate(() => window.wsedgeChat.socket.url);
+      assert.match(url, new RegExp(`[?&]since=${seenBefore}(&|$)`), `${T} the reconnect resumes: ${url}`);
+      const secondId = await a.evaluate(() => window.wsedgeChat.selfId);
+      await b.locator('#log li', { hasText: `Ann joined (id ${secondId})` }).waitFor();
+      // B's messages were sent before A was back: A got them from the history
+      const bLog = await b.locator('#log li').allTextContents();
+      assert.ok(bLog.findIndex((l) => l.includes('missed 3')) < bLog.findIndex((l) => l.includes(`Ann joined (id ${secondId})`)),
+        `${T} sent while A was away`);
+      await send(b, 'live again');
+      await logHas(a, 'live again');
+      const texts = (await a.locator('#log li.message .text').allTextContents());
+      assert.deepEqual(texts, ['before', 'missed 1', 'missed 2', 'missed 3', 'live again'], `${T} each message once, in order`);
+      assert.equal(await a.locator('#log li.gap').count(), 0, `${T} nothing was lost`);
+      assert.deepEqual([...a.errors, ...b.errors], [], `${T} page errors`);
+    });
   });
 }

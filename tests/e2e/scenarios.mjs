@@ -83,11 +83,29 @@ class Client {
     }
   }
 
-  /** The next frame as text; fails on a binary frame. */
+  /**
+   * The next frame as text; fails on a binary frame. A chat room event
+   * (join, message, leave) ends with ,"seq":N}: N must grow at every
+   * member; it is checked here and the event returned without it (the
+   * rest is compared byte for byte; the history scenarios read .seqs).
+   */
   async nextText(what) {
     const f = await this.next(what);
     assert.equal(f.isBinary, false, `${this.label}: expected a text frame for ${what}, got binary`);
-    return f.data.toString('utf8');
+    const text = f.data.toString('utf8');
+    let type;
+    try { type = JSON.parse(text).type; } catch { return text; }
+    const m = /,"seq":([1-9][0-9]*)\}$/.exec(text);
+    if (!['join', 'message', 'leave'].includes(type)) {
+      assert.equal(m, null, `${this.label}: ${what}: a ${type} event carries no seq: ${text}`);
+      return text;
+    }
+    assert.ok(m, `${this.label}: ${what}: a ${type} event ends with its seq: ${text}`);
+    const seq = Number(m[1]);
+    this.seqs ??= [];
+    assert.ok(seq > (this.seqs.at(-1) ?? 0), `${this.label}: ${what}: seq grows: ${text} after ${this.seqs.at(-1)}`);
+    this.seqs.push(seq);
+    return `${text.slice(0, m.index)}}`;
   }
 
   /** The next frame as a chat event: { raw, ev }. */

@@ -9,7 +9,8 @@
  * decodable and equal to the session (id, route, topics in join order, user
  * blob), frames are well formed, restores never yield a partial session and
  * rebuild every topic, the membership lists agree with the sessions' topics
- * and the room counts, and nothing leaks (LeakSanitizer). */
+ * and the room counts, history and timer records are well formed and load
+ * back, and nothing leaks (LeakSanitizer). */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -201,6 +202,24 @@ static void drain(world_t *w) {
       }
     } else if (a[i].type == WSE_ACT_SEND) {
       check_frame(&a[i]);
+    } else if (a[i].type == WSE_ACT_HISTORY || a[i].type == WSE_ACT_TIMER) {
+      /* a record a host stores: the layout of wsedge/app.h, and it loads
+       * back (into a scratch app: history in order, timers by key) */
+      const uint8_t *f = a[i].frame;
+      if (!f || a[i].frame_len < 3 || f[0] != 1 || !f[1] || f[1] > WSE_TOPIC_MAX) abort();
+      if (a[i].type == WSE_ACT_HISTORY) {
+        if (a[i].data != f + 10 + f[1] || a[i].frame_len != 10u + f[1] + a[i].len ||
+            !wse_utf8_valid(a[i].data, a[i].len))
+          abort();
+      } else if (a[i].data != f + 1 || a[i].len != 2u + f[1] + f[2 + f[1]]) {
+        abort();
+      }
+      wse_app_t *scratch;
+      if (wse_app_new(&scratch, &fa, NULL) != WSE_OK) abort();
+      int rc = a[i].type == WSE_ACT_HISTORY ? wse_app_history_load(scratch, f, a[i].frame_len)
+               : a[i].opcode ? wse_app_timer_load(scratch, f, a[i].frame_len) : WSE_OK;
+      if (rc != WSE_OK) abort();
+      wse_app_free(scratch);
     } else if (a[i].type != WSE_ACT_CLOSE) {
       abort();
     }
@@ -210,7 +229,8 @@ static void drain(world_t *w) {
 
 static const char *const targets[] = {
     "/ws", "/chat/a?name=x", "/chat/a?name=y%22", "/chat/b", "/chat/a?name=",
-    "/chat/b?name=%C3%A9", "/nope", "/chat/a%20b"};
+    "/chat/b?name=%C3%A9", "/nope", "/chat/a%20b", "/chat/a?name=z&since=2",
+    "/chat/b?since=0", "/chat/a?since=x"};
 /* k >= 0xE0: the topics route, its first topic one of the 24 */
 static const char *const topic_targets[] = {"/t/t0", "/t/t1", "/t/t5", "/t/t23"};
 
@@ -232,7 +252,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
           {{"Connection", 10}, {"Upgrade", 7}},
           {{"Sec-WebSocket-Key", 17}, {"dGhlIHNhbXBsZSBub25jZQ==", 24}},
           {{"Sec-WebSocket-Version", 21}, {"13", 2}}};
-      const char *t = k >= 0xE0 ? topic_targets[k % 4] : targets[k % 8];
+      const char *t = k >= 0xE0 ? topic_targets[k % 4] : targets[k % (sizeof targets / sizeof *targets)];
       wse_request_t req = {{"GET", 3}, {t, strlen(t)}, 11, hs, 5};
       uint8_t ent[16] = {0};
       wse_response_t resp;

@@ -66,6 +66,9 @@ test('8+ members on both threads: joins, messages and leaves in one order for ev
       assert.deepEqual(from, Array.from({ length: M }, (_, k) => `u${s}-m${k}`), `order of user${s} at user${i}`);
     }
     assert.deepEqual(ev.map((e) => `${e.name}:${e.text}`), seq0, `user${i} saw a different global order`);
+    // the room numbers its events: consecutive, the same numbers everywhere
+    assert.deepEqual(ev.map((e) => e.seq), Array.from({ length: n * M }, (_, k) => ev[0].seq + k), `user${i} seq`);
+    assert.deepEqual(ev.map((e) => e.seq), clients[0].events.map((e) => e.seq));
   }
 
   // binary goes unchanged to the others only
@@ -96,7 +99,9 @@ test('8+ members on both threads: joins, messages and leaves in one order for ev
   const gone = clients.pop();
   gone.close(1000);
   await until(() => clients.every((c) => c.events.length === 1), 5000 * SLOW, 'leave');
-  for (const c of clients) assert.deepEqual({ ...c.events[0], id: undefined }, { type: 'leave', id: undefined, name: `user${n - 1}`, count: n - 1 });
+  for (const c of clients) assert.deepEqual({ ...c.events[0], id: undefined, seq: undefined }, { type: 'leave', id: undefined, name: `user${n - 1}`, count: n - 1, seq: undefined });
+  // one number for the room's event, the same at every member
+  assert.equal(new Set(clients.map((c) => c.events[0].seq)).size, 1);
 
   // an invalid app message gets an error to the sender only
   clients[2].send('{"text":""}');

@@ -25,6 +25,30 @@ export function upgrade(path, extra = {}, init = {}) {
 
 const WAIT_MS = 5000;
 
+// A chat room event (join, message, leave) ends with ,"seq":N}: N grows
+// by one per event of the room, so every client sees it grow. next() checks
+// that and gives the event without it (tests about other things compare
+// the rest byte for byte); a Client with .raw = true gets it as sent, and
+// .seqs lists the numbers seen.
+const SEQ_AT_END = /,"seq":([1-9][0-9]*)\}$/;
+const NUMBERED = new Set(['join', 'message', 'leave']);
+function stripSeq(client, data) {
+  if (typeof data !== 'string' || data[0] !== '{') return data;
+  let type;
+  try { type = JSON.parse(data).type; } catch { return data; }
+  const m = SEQ_AT_END.exec(data);
+  if (!NUMBERED.has(type)) {
+    expect(m, `a ${type} event carries no seq: ${data}`).toBeNull();
+    return data;
+  }
+  expect(m, `a ${type} event ends with its seq: ${data}`).not.toBeNull();
+  const seq = Number(m[1]);
+  const last = client.seqs.at(-1) ?? 0;
+  expect(seq, `seq grows: ${data}`).toBeGreaterThan(last);
+  client.seqs.push(seq);
+  return `${data.slice(0, m.index)}}`;
+}
+
 export class Client {
   constructor(ws, res) {
     this.ws = ws;
@@ -32,6 +56,8 @@ export class Client {
     this.queue = [];
     this.waiters = [];
     this.closed = null;
+    this.seqs = [];
+    this.raw = false;
     ws.addEventListener('message', (ev) => this.push({ data: ev.data }));
     ws.addEventListener('close', (ev) => {
       this.closed = { code: ev.code, reason: ev.reason };
@@ -65,7 +91,7 @@ export class Client {
   async next() {
     const ev = await this.nextEvent('message');
     if (ev.close) throw new Error(`socket closed (${ev.close.code} ${ev.close.reason}) while a message was expected`);
-    return ev.data;
+    return this.raw ? ev.data : stripSeq(this, ev.data);
   }
 
   async json() {

@@ -29,6 +29,8 @@ typedef struct room {
   uint32_t refs;             /* memberships, linked or pending */
   int32_t timers;   /* the topic's timers (a list through tmr_t.next) */
   uint16_t n_timers;
+  uint64_t seq;      /* its last event's sequence number */
+  struct hist *h;    /* its last events, or NULL */
   uint8_t len; /* 0 = free slot */
   char *name;  /* WSE_TOPIC_MAX bytes */
 } room_t;
@@ -43,6 +45,20 @@ typedef struct tmr {
   uint8_t kn;
   uint8_t *mem;       /* the key (kn bytes), then the data (dn bytes) */
 } tmr_t;
+
+/* A topic's history: its last WSE_HISTORY_MAX events (oldest at head),
+ * on the app's least-recently-appended list. It holds a ref on the slot. */
+typedef struct hent {
+  uint64_t seq;
+  uint32_t n;
+  uint8_t d[];
+} hent_t;
+typedef struct hist {
+  hent_t *e[WSE_HISTORY_MAX];
+  uint16_t head, n;
+  int32_t room;
+  struct hist *prev, *next;
+} hist_t;
 
 typedef struct timer_h {
   const char *prefix;
@@ -104,6 +120,9 @@ struct wse_app {
   uint64_t tm_seq;
   timer_h_t th[TIMER_HANDLERS];
   size_t n_th;
+  hist_t *lru_head, *lru_tail; /* histories, least recently appended first */
+  size_t hist_bytes, hist_cap;
+  uint64_t seq_floor; /* above every sequence number whose history was dropped */
 };
 
 enum { K_UPGRADE = 1, K_WS, K_HTTP, K_TIMER };
@@ -285,6 +304,8 @@ static int32_t room_get(wse_app_t *a, const char *name, size_t n) {
   m->count = m->refs = 0;
   m->timers = -1;
   m->n_timers = 0;
+  m->seq = a->seq_floor;
+  m->h = NULL;
   m->len = (uint8_t)n;
   wse__memmove(m->name, name, n); /* name may be this free slot's old one */
   rlink(a, r);
@@ -877,6 +898,7 @@ int wse_app_new(wse_app_t **out, const wse_allocator_t *al,
   if (defaults) a->defaults = *defaults;
   else wse_config_default(&a->defaults);
   a->free_s = a->free_rm = a->free_mb = a->free_tm = -1;
+  a->hist_cap = WSE_HISTORY_BYTES;
   if (!rebucket(a, &a->sb, &a->sb_n, 16) ||
       !rebucket(a, &a->rb, &a->rb_n, 16) || rbuf_reserve(a, 256)) {
     wse_app_free(a);
@@ -888,8 +910,11 @@ int wse_app_new(wse_app_t **out, const wse_allocator_t *al,
 
 const wse_config_t *wse_app_config(const wse_app_t *a) { return &a->defaults; }
 
+static void hist_drop(wse_app_t *a, struct hist *h);
+
 void wse_app_free(wse_app_t *a) {
   if (!a) return;
+  while (a->lru_head) hist_drop(a, a->lru_head); /* before the names go */
   const wse_allocator_t al = a->a;
   for (size_t i = 0; i < a->n_s; i++)
     if (a->s[i].wse__gen & 1) wse__free(&al, a->s[i].user, a->s[i].user_len);
@@ -1470,6 +1495,157 @@ int wse_app_timer_load(wse_app_t *a, const uint8_t *p, size_t n) {
     return WSE_EINVAL;
   return timer_put(a, (const char *)p + 2, rn, (const char *)p + o, kn,
                    get_le(p + o + kn, 8), p + o + kn + 10, n - o - kn - 10, 1);
+}
+
+
+/* ---- history ---------------------------------------------------------- */
+
+static void hent_free(wse_app_t *a, hent_t *e) {
+  a->hist_bytes -= sizeof *e + e->n;
+  wse__free(&a->a, e, sizeof *e + e->n);
+}
+
+static void lru_unlink(wse_app_t *a, hist_t *h) {
+  if (h->prev) h->prev->next = h->next;
+  else a->lru_head = h->next;
+  if (h->next) h->next->prev = h->prev;
+  else a->lru_tail = h->prev;
+  h->prev = h->next = NULL;
+}
+
+/* Drop a topic's history (memory bound): its sequence numbers stay above
+ * what it had, through seq_floor, should its slot be made again. */
+static void hist_drop(wse_app_t *a, hist_t *h) {
+  int32_t r = h->room;
+  if (a->rm[r].seq > a->seq_floor) a->seq_floor = a->rm[r].seq;
+  while (h->n) {
+    hent_free(a, h->e[h->head]);
+    h->head = (uint16_t)((h->head + 1) % WSE_HISTORY_MAX);
+    h->n--;
+  }
+  lru_unlink(a, h);
+  a->hist_bytes -= sizeof *h;
+  wse__free(&a->a, h, sizeof *h);
+  a->rm[r].h = NULL;
+  room_unref(a, r);
+}
+
+/* Append event `seq` of topic r (quiet: a load, no action). */
+static int hist_put(wse_app_t *a, int32_t r, uint64_t seq, const void *p,
+                    size_t n, int quiet) {
+  room_t *m = &a->rm[r];
+  hist_t *h = m->h;
+  if (seq <= m->seq || (seq != m->seq + 1 && !quiet)) return WSE_EINVAL;
+  hent_t *e = wse__alloc(&a->a, sizeof *e + n);
+  if (!e) return WSE_ENOMEM;
+  if (!h) {
+    if (!(h = wse__alloc(&a->a, sizeof *h))) {
+      wse__free(&a->a, e, sizeof *e + n);
+      return WSE_ENOMEM;
+    }
+    wse__memset(h, 0, sizeof *h);
+    h->room = r;
+    m->h = h;
+    m->refs++;
+    a->hist_bytes += sizeof *h;
+  } else {
+    lru_unlink(a, h);
+  }
+  if (h->n == WSE_HISTORY_MAX) { /* the oldest goes */
+    hent_free(a, h->e[h->head]);
+    h->head = (uint16_t)((h->head + 1) % WSE_HISTORY_MAX);
+    h->n--;
+  }
+  e->seq = seq;
+  e->n = (uint32_t)n;
+  if (n) wse__memcpy(e->d, p, n);
+  h->e[(h->head + h->n++) % WSE_HISTORY_MAX] = e;
+  a->hist_bytes += sizeof *e + n;
+  m->seq = seq;
+  h->prev = a->lru_tail; /* the most recent: at the tail */
+  if (a->lru_tail) a->lru_tail->next = h;
+  else a->lru_head = h;
+  a->lru_tail = h;
+  /* over the bound: other topics' histories go, least recent first, then
+   * this one's oldest events (its newest is always kept) */
+  while (a->hist_bytes > a->hist_cap && a->lru_head != h) hist_drop(a, a->lru_head);
+  while (a->hist_bytes > a->hist_cap && h->n > 1) {
+    hent_free(a, h->e[h->head]);
+    h->head = (uint16_t)((h->head + 1) % WSE_HISTORY_MAX);
+    h->n--;
+  }
+  if (quiet) return WSE_OK;
+  /* the HISTORY action: [1][room length][room][u64 seq][event] */
+  size_t rn = m->len, k = 1 + 1 + rn + 8;
+  uint8_t *b = arena(a, k + n);
+  wse_action_t *q = b ? act(a, WSE_ACT_HISTORY, 0) : NULL;
+  if (!q) return WSE_ENOMEM;
+  b[0] = 1;
+  b[1] = (uint8_t)rn;
+  wse__memcpy(b + 2, m->name, rn);
+  put_le(b + 2 + rn, seq, 8);
+  if (n) wse__memcpy(b + k, p, n);
+  q->frame = b;
+  q->frame_len = k + n;
+  q->data = b + k;
+  q->len = n;
+  q->opcode = WSE_OP_TEXT;
+  return WSE_OK;
+}
+
+uint64_t wse_room_seq(wse_ctx_t *c, const char *room, size_t n) {
+  int32_t r = room_find(c->app, room, n);
+  return r < 0 ? c->app->seq_floor : c->app->rm[r].seq;
+}
+
+int wse_history_add(wse_ctx_t *c, const char *room, size_t n, uint64_t seq,
+                    const void *p, size_t len) {
+  wse_app_t *a = c->app;
+  if (len > WSE_HISTORY_EVENT_MAX || (len && !p) ||
+      !wse_utf8_valid((const uint8_t *)p, len) || !n || n > WSE_TOPIC_MAX ||
+      !wse_utf8_valid((const uint8_t *)room, n))
+    return WSE_EINVAL;
+  int32_t r = room_get(a, room, n);
+  if (r < 0) return r;
+  int rc = hist_put(a, r, seq, p, len, 0);
+  if (rc < 0 && !a->rm[r].refs) a->rm[r].refs = 1, room_unref(a, r);
+  return rc;
+}
+
+long wse_history_replay(wse_ctx_t *c, const char *room, size_t n,
+                        uint64_t since, uint64_t *oldest) {
+  wse_app_t *a = c->app;
+  int32_t r = room_find(a, room, n);
+  hist_t *h = r >= 0 ? a->rm[r].h : NULL;
+  long sent = 0;
+  if (oldest) *oldest = h && h->n ? h->e[h->head]->seq : 0;
+  if (!c->s) return WSE_EINVAL;
+  for (uint16_t i = 0; h && i < h->n; i++) {
+    const hent_t *e = h->e[(h->head + i) % WSE_HISTORY_MAX];
+    if (e->seq <= since) continue;
+    int rc = send_session(a, c->s, WSE_OP_TEXT, e->d, e->n);
+    if (rc < 0) return rc;
+    sent++;
+  }
+  return sent;
+}
+
+void wse_app_history_limit(wse_app_t *a, size_t max_bytes) {
+  a->hist_cap = max_bytes;
+  while (a->hist_bytes > a->hist_cap && a->lru_head) hist_drop(a, a->lru_head);
+}
+
+int wse_app_history_load(wse_app_t *a, const uint8_t *p, size_t n) {
+  if (!p || n < 2 || p[0] != 1 || n < 10u + p[1]) return WSE_EINVAL;
+  size_t rn = p[1], k = 10 + rn;
+  if (!rn || rn > WSE_TOPIC_MAX || n - k > WSE_HISTORY_EVENT_MAX ||
+      !wse_utf8_valid(p + 2, rn) || !wse_utf8_valid(p + k, n - k))
+    return WSE_EINVAL;
+  int32_t r = room_get(a, (const char *)p + 2, rn);
+  if (r < 0) return r;
+  int rc = hist_put(a, r, get_le(p + 2 + rn, 8), p + k, n - k, 1);
+  if (rc < 0 && !a->rm[r].refs) a->rm[r].refs = 1, room_unref(a, r);
+  return rc;
 }
 
 /* ---- HTTP helpers ----------------------------------------------------- */

@@ -121,9 +121,29 @@ static void test_upgrade_checks(void) {
   wse_app_free(app);
 }
 
+/* A room event ends ,"seq":N}: tests that are about something else give
+ * the event without it; then any N >= 1 is accepted (test_history checks
+ * the numbers). */
+static uint64_t last_seq;
 static void expect_event(const rec_t *r, const char *json) {
   CHECK(r != NULL);
-  if (r) CHECK_STR(r->data, r->len, json);
+  if (!r) return;
+  size_t n = r->len, wn = strlen(json);
+  const char *d = (const char *)r->data;
+  last_seq = 0;
+  if (!strstr(json, "\"seq\":") && n > wn && d[n - 1] == '}') {
+    size_t k = n - 1;
+    while (k > 0 && d[k - 1] >= '0' && d[k - 1] <= '9') k--;
+    if (k >= 7 && !memcmp(d + k - 7, ",\"seq\":", 7) && k < n - 1) {
+      last_seq = strtoull(d + k, NULL, 10);
+      CHECK(last_seq >= 1);
+      char buf[8192];
+      snprintf(buf, sizeof buf, "%.*s}", (int)(k - 7), d);
+      CHECK_STR(buf, strlen(buf), json);
+      return;
+    }
+  }
+  CHECK_STR(d, n, json);
 }
 
 static void test_events(void) {
@@ -190,7 +210,7 @@ static void test_events(void) {
   CHECK_EQ(ws_text(app, a, big, TS + 4), WSE_OK);
   CHECK_EQ(drain(app), 1);
   CHECK_EQ(recs[0].type, WSE_ACT_BROADCAST);
-  CHECK_EQ(recs[0].len, 4096 + 22 + 5 + 52 + 13);
+  CHECK_EQ(recs[0].len, 4096 + 22 + 5 + 52 + 13 + 8); /* ,"seq":N with N < 10 */
 
   /* errors go to the sender only */
   static const struct { const char *in, *err; } errs[] = {
@@ -595,6 +615,160 @@ static void test_scheduled(void) {
   wse_app_free(app);
 }
 
+/* The events of the last drain, as strings, by type (BROADCAST or SEND). */
+static int rec_has(size_t i, int type, const char *json) {
+  return i < n_recs && recs[i].type == type && recs[i].len == strlen(json) &&
+         !memcmp(recs[i].data, json, recs[i].len);
+}
+
+/* Sequence numbers, history and ?since= (the numbers exactly). */
+static void test_history(void) {
+  wse_app_t *app = chat_app();
+  wse_response_t r;
+  sidstr_t A = sid_str(1), B = sid_str(2);
+  int32_t a = ws_connect(app, "/chat/h?name=ann", 1, 1000);
+  CHECK_EQ(drain(app), 2);
+  snprintf(want, sizeof want, "{\"type\":\"join\",\"id\":\"%s\",\"name\":\"ann\",\"count\":1,\"seq\":1}", A.s);
+  CHECK(rec_has(0, WSE_ACT_BROADCAST, want));
+  CHECK_EQ(n_hist_recs, 1);
+  CHECK_EQ(hist_seqs[0], 1);
+  int32_t b = ws_connect(app, "/chat/h?name=bob", 2, 1001);
+  drain(app);
+  CHECK_EQ(hist_seqs[0], 2);
+  CHECK_EQ(ws_text(app, a, "one", 1002), WSE_OK);
+  CHECK_EQ(drain(app), 1);
+  snprintf(want, sizeof want, "{\"type\":\"message\",\"id\":\"%s\",\"name\":\"ann\",\"text\":\"one\",\"ts\":1002,\"seq\":3}", A.s);
+  CHECK(rec_has(0, WSE_ACT_BROADCAST, want));
+  char m3[256];
+  snprintf(m3, sizeof m3, "%s", want);
+  /* a direct message is not numbered and moves nothing */
+  snprintf(want, sizeof want, "{\"to\":\"%s\",\"text\":\"psst\"}", B.s);
+  CHECK_EQ(ws_text(app, a, want, 1003), WSE_OK);
+  CHECK_EQ(drain(app), 2);
+  CHECK_EQ(n_hist_recs, 0);
+  CHECK(strstr((const char *)recs[0].data, "seq") == NULL);
+  /* a push, a scheduled message: numbered too */
+  CHECK_EQ(push_at(app, "h", "pushed", 1004, &r), 200);
+  drain(app);
+  CHECK_EQ(hist_seqs[0], 4);
+  CHECK_EQ(push_at(app, "h", "{\"text\":\"timed\",\"at\":1005}", 1004, &r), 200);
+  drain(app);
+  CHECK_EQ(wse_app_timers_run(app, 1005), 1);
+  drain(app);
+  CHECK_EQ(hist_seqs[0], 5);
+  CHECK_EQ(wse_app_close(app, (uint32_t)b, 1000, NULL, 0, 1006), WSE_OK);
+  CHECK_EQ(drain(app), 1);
+  snprintf(want, sizeof want, "{\"type\":\"leave\",\"id\":\"%s\",\"name\":\"bob\",\"count\":1,\"seq\":6}", B.s);
+  CHECK(rec_has(0, WSE_ACT_BROADCAST, want));
+
+  /* bob is back with since=2: 3..6 in order, then his own join (7) */
+  int32_t b2 = ws_connect(app, "/chat/h?name=bob&since=2", 3, 1007);
+  CHECK(b2 >= 0);
+  CHECK_EQ(drain(app), 6);
+  CHECK(rec_has(0, WSE_ACT_SEND, m3) && recs[0].target == (uint32_t)b2);
+  for (int i = 1; i < 4; i++) CHECK(recs[i].type == WSE_ACT_SEND && recs[i].target == (uint32_t)b2);
+  CHECK(strstr((const char *)recs[1].data, "\"text\":\"pushed\"") && strstr((const char *)recs[1].data, "\"seq\":4}"));
+  CHECK(strstr((const char *)recs[2].data, "\"text\":\"timed\"") && strstr((const char *)recs[2].data, "\"seq\":5}"));
+  CHECK(rec_has(3, WSE_ACT_SEND, want)); /* his leave, seq 6 */
+  CHECK_EQ(recs[4].type, WSE_ACT_BROADCAST);
+  CHECK(strstr((const char *)recs[4].data, "\"type\":\"join\"") && strstr((const char *)recs[4].data, "\"count\":2,\"seq\":7}"));
+  CHECK_EQ(recs[5].type, WSE_ACT_ATTACH);
+  /* the blob is the name again: the attachment holds no since */
+  {
+    wse_session_t *sb = wse_app_session(app, (uint32_t)b2);
+    CHECK_STR(sb->user, sb->user_len, "bob");
+  }
+  /* since at the end: nothing missed, only the join */
+  int32_t c3 = ws_connect(app, "/chat/h?name=cy&since=7", 4, 1008);
+  CHECK(c3 >= 0);
+  CHECK_EQ(drain(app), 2);
+  CHECK_EQ(recs[0].type, WSE_ACT_BROADCAST);
+  /* since=0: everything kept */
+  int32_t d4 = ws_connect(app, "/chat/h?name=di&since=0", 5, 1009);
+  CHECK(d4 >= 0);
+  CHECK_EQ(drain(app), 8 + 2);
+  /* a bad since */
+  static const char *const bad[] = {"/chat/h?since=abc", "/chat/h?since=-1", "/chat/h?since=01",
+                                    "/chat/h?since=", "/chat/h?since=99999999999999999999"};
+  for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+    CHECK(ws_connect(app, bad[i], 9, 1010) < 0);
+    CHECK_EQ(last_resp.status, 400);
+    CHECK(strstr((const char *)last_resp.body, "invalid since") != NULL);
+    drain(app);
+  }
+
+  /* past the last 100: a gap, then the 100 kept */
+  for (int i = 0; i < 150; i++) {
+    char t[16];
+    snprintf(t, sizeof t, "m%d", i);
+    CHECK_EQ(ws_text(app, a, t, 2000), WSE_OK);
+    drain(app);
+  }
+  /* seq now 9 + 150 = 159; kept 60..159 */
+  int32_t e5 = ws_connect(app, "/chat/h?name=eve&since=10", 6, 3000);
+  CHECK(e5 >= 0);
+  CHECK_EQ(drain(app), 1 + 100 + 2);
+  CHECK(rec_has(0, WSE_ACT_SEND, "{\"type\":\"gap\",\"from\":11,\"to\":59}"));
+  CHECK(strstr((const char *)recs[1].data, "\"seq\":60}") != NULL);
+  CHECK(strstr((const char *)recs[100].data, "\"seq\":159}") != NULL);
+  CHECK(strstr((const char *)recs[101].data, "\"seq\":160}") != NULL);
+  wse_app_free(app);
+}
+
+/* A wake: a fresh app loads the stored records and numbers on. */
+static void test_history_wake(void) {
+  wse_app_t *app = chat_app();
+  uint8_t rec[256];
+  const char *ev = "{\"type\":\"message\",\"id\":\"server\",\"name\":\"server\",\"text\":\"old\",\"ts\":1,\"seq\":41}";
+  size_t n = 0, en = strlen(ev);
+  rec[n++] = 1, rec[n++] = 1, rec[n++] = 'w';
+  for (int i = 0; i < 8; i++) rec[n++] = (uint8_t)(41ull >> (8 * i));
+  memcpy(rec + n, ev, en);
+  CHECK_EQ(wse_app_history_load(app, rec, n + en), WSE_OK);
+  CHECK_EQ(wse_app_history_load(app, rec, n + en), WSE_EINVAL); /* not after 41 */
+  CHECK_EQ(wse_app_history_load(app, rec, 5), WSE_EINVAL);
+  rec[0] = 2;
+  CHECK_EQ(wse_app_history_load(app, rec, n + en), WSE_EINVAL);
+  int32_t a = ws_connect(app, "/chat/w?name=ann&since=40", 1, 5000);
+  CHECK(a >= 0);
+  CHECK_EQ(drain(app), 3);
+  CHECK(rec_has(0, WSE_ACT_SEND, ev));
+  CHECK(strstr((const char *)recs[1].data, "\"seq\":42}") != NULL);
+  CHECK_EQ(drain(app), 0);
+  wse_app_free(app);
+
+  /* natively the bound: the least recently written room's history goes;
+   * a room made again numbers on above it */
+  app = chat_app();
+  wse_app_history_limit(app, 4096);
+  wse_response_t r;
+  CHECK_EQ(push_at(app, "r1", "a", 1, &r), 200);
+  CHECK_EQ(push_at(app, "r1", "b", 1, &r), 200);
+  drain(app);
+  for (int i = 0; i < 40; i++) { /* other rooms push r1 out */
+    char room[16];
+    snprintf(room, sizeof room, "o%d", i);
+    CHECK_EQ(push_at(app, room, "filler filler filler filler filler filler", 2, &r), 200);
+    drain(app);
+  }
+  CHECK_EQ(push_at(app, "r1", "c", 3, &r), 200);
+  drain(app);
+  CHECK(hist_seqs[0] > 2); /* never 1 or 2 again */
+  a = ws_connect(app, "/chat/r1?name=ann&since=1", 1, 5000);
+  CHECK_EQ(drain(app), 4);
+  CHECK(a >= 0);
+  /* r1's kept history starts at "c": 2 .. c-1 are gone */
+  CHECK(recs[1].type == WSE_ACT_SEND && strstr((const char *)recs[1].data, "\"text\":\"c\""));
+  {
+    const char *d = strstr((const char *)recs[1].data, "\"seq\":");
+    unsigned long long cs = d ? strtoull(d + 6, NULL, 10) : 0;
+    snprintf(want, sizeof want, "{\"type\":\"gap\",\"from\":2,\"to\":%llu}", cs - 1);
+    CHECK(rec_has(0, WSE_ACT_SEND, want));
+    CHECK(cs > 2);
+  }
+  wse_app_free(app);
+}
+
 int main(void) {
   test_upgrade_checks();
   test_events();
@@ -602,6 +776,8 @@ int main(void) {
   test_echo();
   test_wake();
   test_scheduled();
+  test_history();
+  test_history_wake();
   recs_reset();
   TEST_REPORT();
 }

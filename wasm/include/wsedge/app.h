@@ -215,6 +215,35 @@ int wse_timer_get(wse_ctx_t *c, const char *room, size_t room_n,
                   const char *key, size_t key_n, wse_timer_t *out);
 typedef void (*wse_timer_fn)(wse_ctx_t *c, const wse_timer_t *t);
 
+/* History: a room's last WSE_HISTORY_MAX events (text messages), each with
+ * its sequence number (1, 2, 3, … per room: only ever growing), for
+ * clients that reconnect and ask what they missed. The app puts the number
+ * in the event itself, so it asks for the next one first:
+ *   seq = wse_room_seq(c, room, n) + 1; build the event with seq in it;
+ *   wse_history_add(c, room, n, seq, event, len); then broadcast it.
+ * At the edge the Durable Object keeps the events in its SQLite storage
+ * (HISTORY actions) and loads them on a wake; natively they stay in memory,
+ * all rooms together at most wse_app_history_limit bytes (default
+ * WSE_HISTORY_BYTES): past it the least recently written rooms' histories
+ * are dropped, and a room made again numbers on above every number
+ * dropped, so a number never repeats. */
+#define WSE_HISTORY_MAX 100
+#define WSE_HISTORY_BYTES ((size_t)16 << 20)
+#define WSE_HISTORY_EVENT_MAX 65536
+
+/* The room's last sequence number (0 before its first event). */
+uint64_t wse_room_seq(wse_ctx_t *c, const char *room, size_t n);
+/* Record event `seq` (must be wse_room_seq + 1; UTF-8, at most
+ * WSE_HISTORY_EVENT_MAX bytes). WSE_EINVAL otherwise, WSE_ENOMEM. */
+int wse_history_add(wse_ctx_t *c, const char *room, size_t n, uint64_t seq,
+                    const void *p, size_t len);
+/* Send the current session, in order, every kept event of the room with a
+ * number above `since`; *oldest (may be NULL) = the oldest number kept (0:
+ * none kept), so the app can tell a client what it can no longer get.
+ * Returns how many were sent (WSE_EINVAL outside a session's handler). */
+long wse_history_replay(wse_ctx_t *c, const char *room, size_t n,
+                        uint64_t since, uint64_t *oldest);
+
 /* Scratch memory (8-byte aligned) valid until the actions are cleared: for
  * building a message without malloc. NULL when out of memory. */
 void *wse_ctx_alloc(wse_ctx_t *c, size_t n);
@@ -237,6 +266,11 @@ typedef enum wse_action_type {
                           back), data = its id (a prefix-free slice of the
                           record: room and key); hosts that keep timers
                           across restarts store or delete the record */
+  WSE_ACT_HISTORY,     /* an event joined a room's history: frame = its
+                          record (wse_app_history_load takes it back), data
+                          = the event; a host that keeps history stores it
+                          and may forget the room's events older than the
+                          last WSE_HISTORY_MAX */
 } wse_action_type_t;
 
 typedef struct wse_action {
@@ -349,6 +383,13 @@ uint64_t wse_app_timer_next(const wse_app_t *app);
  * u16 data length (LE), data. WSE_EINVAL for a malformed record,
  * WSE_ENOSPC past the room's limit. */
 int wse_app_timer_load(wse_app_t *app, const uint8_t *rec, size_t n);
+
+/* The bound on all rooms' history together (bytes; see WSE_HISTORY_MAX). */
+void wse_app_history_limit(wse_app_t *app, size_t max_bytes);
+/* Re-create a history entry from a record a HISTORY action carried (u8 1,
+ * u8 room length, room, u64 seq (LE), event); records of a room must come
+ * in increasing seq order. No action is queued. WSE_EINVAL otherwise. */
+int wse_app_history_load(wse_app_t *app, const uint8_t *rec, size_t n);
 
 /* Send to a session from outside a handler (timers, other threads). */
 int wse_app_send_to(wse_app_t *app, const wse_sid_t *id, unsigned opcode,
