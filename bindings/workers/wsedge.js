@@ -248,6 +248,13 @@ function putString(u8, u32, li, off, s) {
   return off + written;
 }
 
+// What wse_upgrade_validate reads (wasm/src/handshake.c; extensions are the
+// runtime's at the edge).
+const HANDSHAKE_HEADERS = ['host', 'upgrade', 'connection', 'sec-websocket-key', 'sec-websocket-version',
+  'sec-websocket-protocol', 'origin'];
+const ENTROPY = new Uint8Array(1024);
+let entropyAt = ENTROPY.length;
+
 export class WsedgeContext {
   /** settings: { maxMessageSize, sessionTimeout, allowOrigins } (see settingsFrom). */
   constructor(core, settings = {}) {
@@ -256,7 +263,6 @@ export class WsedgeContext {
     this.ptr = core.x.wsx_new();
     if (!this.ptr) throw new Error('wsedge: out of memory creating an app context');
     this.res = this.core.x.wsx_result(this.ptr) >>> 2;
-    this.entropy = new Uint8Array(16);
     const origins = settings.allowOrigins ?? [];
     const n = origins.length ? this.putData(origins.join('\0') + '\0') : 0;
     const rc = core.x.wsx_start(this.ptr, settings.maxMessageSize ?? 0, settings.sessionTimeout ?? -1, n);
@@ -322,10 +328,17 @@ export class WsedgeContext {
    * nearly always are); a string with other characters goes through
    * TextEncoder.encodeInto. No per-string views or closures.
    */
-  pack(request, href, body) {
+  pack(request, href, body, names) {
     const hs = this.hs;
     hs.length = 0;
-    for (const [k, v] of request.headers) hs.push(k, v);
+    if (names) { // only these (Headers.get: no iteration, no sorting)
+      for (const k of names) {
+        const v = request.headers.get(k);
+        if (v !== null) hs.push(k, v);
+      }
+    } else {
+      for (const [k, v] of request.headers) hs.push(k, v);
+    }
     const { host, target } = urlParts(href);
     if (!request.headers.has('host')) hs.push('host', host);
     const method = request.method;
@@ -349,9 +362,16 @@ export class WsedgeContext {
     return off - p;
   }
 
+  // A session id's 16 bytes, from a pool refilled 1 KiB at a time (one
+  // getRandomValues per 64 upgrades, as the native host does with getrandom).
   fillEntropy() {
-    crypto.getRandomValues(this.entropy);
-    this.core.u8.set(this.entropy, this.packed);
+    if (entropyAt + 16 > ENTROPY.length) {
+      crypto.getRandomValues(ENTROPY);
+      entropyAt = 0;
+    }
+    this.core.u8.set(ENTROPY.subarray(entropyAt, entropyAt + 16), this.packed);
+    ENTROPY.fill(0, entropyAt, entropyAt + 16); // used once
+    entropyAt += 16;
   }
 
   /** Write a string or bytes into the input buffer; returns the length. */
@@ -404,6 +424,8 @@ export class WsedgeContext {
 
   /** The 101's headers the Worker must add itself (e.g. Sec-WebSocket-Protocol). */
   upgradeHeaders() {
+    // the wasm core leaves out what the runtime writes: usually nothing is left
+    if (!this.word(R_HDRS_LEN)) return undefined;
     let h;
     for (const [k, v] of this.result().headers) {
       if (!RUNTIME_OWNED.has(k.toLowerCase())) (h ??= new Headers()).append(k, v);
@@ -433,8 +455,11 @@ export class WsedgeContext {
     };
   }
 
+  // The Worker's validation runs the core's handshake checks only (no app
+  // hook): it is handed just the headers those read. The object, whose
+  // on_upgrade may read any header, gets them all.
   validate(request, href = request.url) {
-    const n = this.pack(request, href, null);
+    const n = this.pack(request, href, null, HANDSHAKE_HEADERS);
     return this.core.x.wsx_validate(this.ptr, n, Date.now());
   }
 
@@ -1055,15 +1080,17 @@ class DurableHost extends SocketHost {
     const st = this.state.storage;
     if (!st?.sql || typeof st.sql.exec !== 'function') return this.timerSql(); // warns once
     if (!this.historyReady) {
-      st.sql.exec('CREATE TABLE IF NOT EXISTS wsedge_history (room BLOB NOT NULL, seq INTEGER NOT NULL, rec BLOB NOT NULL, PRIMARY KEY (room, seq))');
+      st.sql.exec('CREATE TABLE IF NOT EXISTS wsedge_events (room BLOB NOT NULL, slot INTEGER NOT NULL, seq INTEGER NOT NULL, rec BLOB NOT NULL, PRIMARY KEY (room, slot))');
       try { st.kv?.put(HISTORY_KEY, 1); } catch { /* no sync KV: loaded on every wake */ }
       this.historyReady = true;
     }
     const rn = rec[1], room = rec.slice(2, 2 + rn).buffer;
     let seq = 0;
     for (let i = 7; i >= 0; i--) seq = seq * 256 + rec[2 + rn + i];
-    st.sql.exec('INSERT OR REPLACE INTO wsedge_history (room, seq, rec) VALUES (?, ?, ?)', room, seq, rec.buffer);
-    if (seq > HISTORY_MAX) st.sql.exec('DELETE FROM wsedge_history WHERE room = ? AND seq <= ?', room, seq - HISTORY_MAX);
+    // a ring of HISTORY_MAX rows per room: event seq replaces event
+    // seq - HISTORY_MAX in place, one statement per event and no deletes
+    st.sql.exec('INSERT OR REPLACE INTO wsedge_events (room, slot, seq, rec) VALUES (?, ?, ?, ?)',
+      room, seq % HISTORY_MAX, seq, rec.buffer);
   }
 
   // The rows of a table this object has written (its KV flag is set), else none.
@@ -1076,7 +1103,7 @@ class DurableHost extends SocketHost {
   }
 
   loadHistory() {
-    const rows = this.storedRows(HISTORY_KEY, 'SELECT rec FROM wsedge_history ORDER BY room, seq');
+    const rows = this.storedRows(HISTORY_KEY, 'SELECT rec FROM wsedge_events ORDER BY room, seq');
     for (const row of rows) {
       const rc = this.cx.loadHistory(new Uint8Array(row.rec));
       if (rc < 0) console.error(`wsedge: a stored history entry could not be loaded (error ${rc}): skipped`);
@@ -1100,7 +1127,7 @@ class DurableHost extends SocketHost {
     const st = this.state.storage;
     if (this.sqlReady) return st.sql;
     if (!st?.sql || typeof st.sql.exec !== 'function') {
-      if (!DurableHost.warned) console.error('wsedge: timers need a SQLite-backed Durable Object (new_sqlite_classes): they are kept in memory only');
+      if (!DurableHost.warned) console.error('wsedge: timers and room history need a SQLite-backed Durable Object (new_sqlite_classes): they are kept in memory only');
       DurableHost.warned = true;
       return null;
     }

@@ -1,6 +1,6 @@
 // Message history at the edge: every chat room event (join, message, leave)
 // carries "seq" (1, 2, 3… per room), kept in the Durable Object's SQLite
-// storage (table wsedge_history, the last 100 events), so numbers go on and
+// storage (table wsedge_events, the last 100 events), so numbers go on and
 // a client back with ?since=N gets what it missed across evictions.
 import { SELF, evictDurableObject, runInDurableObject } from 'cloudflare:test';
 import { describe, it, expect } from 'vitest';
@@ -13,7 +13,7 @@ async function member(r, name, since) {
 }
 const ev = async (c) => JSON.parse(await c.next());
 const rows = (r) => runInDurableObject(stub(r), (obj, state) => {
-  try { return state.storage.sql.exec('SELECT count(*) AS n, max(seq) AS top FROM wsedge_history').toArray()[0]; } catch { return { n: 0, top: null }; }
+  try { return state.storage.sql.exec('SELECT count(*) AS n, max(seq) AS top FROM wsedge_events').toArray()[0]; } catch { return { n: 0, top: null }; }
 });
 async function push(r, text) {
   const res = await SELF.fetch(`${BASE}/chat/${r}/messages`, { method: 'POST', body: text });

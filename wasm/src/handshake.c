@@ -357,9 +357,11 @@ int wse_upgrade_headers(const wse_config_t *cfg, const wse_upgrade_t *u,
                         char *buf, size_t cap) {
   wbuf_t w = {buf, 0, cap, 0};
   if (u->status == 101) {
-    w_str(&w, "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ");
-    w_str(&w, u->accept);
-    w_str(&w, "\r\n");
+    if (!WSE_WASM) { /* at the edge the runtime writes these three itself */
+      w_str(&w, "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ");
+      w_str(&w, u->accept);
+      w_str(&w, "\r\n");
+    }
     if (u->subprotocol >= 0 && cfg && (size_t)u->subprotocol < cfg->n_subprotocols) {
       w_str(&w, "Sec-WebSocket-Protocol: ");
       w_str(&w, cfg->subprotocols[u->subprotocol]);
