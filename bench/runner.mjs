@@ -51,6 +51,10 @@ const ncpu = os.cpus().length;
 const PIN = ncpu >= 2;
 const SERVER_CPU = "0";
 const CLIENT_CPU = "1";
+// connect is client-heavy (a handshake per cycle on both sides): where the
+// machine has 4 cores the load generator gets two of them and two threads.
+const CONNECT_THREADS = ncpu >= 4 ? 2 : 1;
+const CONNECT_CLIENT_CPUS = ncpu >= 4 ? "1-2" : CLIENT_CPU;
 
 // ---------------------------------------------------------------- helpers
 // Every process we start, so an interrupted run stops exactly those (a
@@ -159,10 +163,10 @@ function netCounters() {
 }
 
 // One loadgen run; resolves the parsed JSON line (or an error object).
-function loadgen(args, hardSeconds) {
+function loadgen(args, hardSeconds, cpus = CLIENT_CPU) {
   const n0 = netCounters();
   return new Promise((resolve) => {
-    const [cmd, a] = pinned(CLIENT_CPU, LOADGEN, args);
+    const [cmd, a] = pinned(cpus, LOADGEN, args);
     const child = spawn(cmd, a, { stdio: ["ignore", "pipe", "pipe"] });
     track(child);
     let out = "", err = "";
@@ -238,7 +242,11 @@ const SCENARIOS = {
   },
   connect: {
     title: "Connect + handshake + close handshake, concurrency 50", unit: "cycles/s", higher: true,
-    args: (s) => ["connect", "--url", `ws://127.0.0.1:${s.port}/ws`, "--concurrency", "50", ...common()],
+    args: (s) => ["connect", "--url", `ws://127.0.0.1:${s.port}/ws`, "--concurrency", "50",
+      "--threads", String(CONNECT_THREADS), ...common()],
+    clientCpus: CONNECT_CLIENT_CPUS,
+    // both sides can be client-bound here: compare the server's own cost too
+    cpuPer: 1000,
     target: { peer: "bun", ratio: 1.2, text: "≥ 1.2× Bun" },
   },
   broadcast: {
@@ -324,7 +332,7 @@ async function runNative(results) {
         const args = [...S.args(srv), "--server-pid", String(srv.pid), "--label", def.name];
         if (def.raw) args.splice(1, 0, "--raw");
         const hard = DURATION + WARMUP + 90;
-        const r = await loadgen(args, hard);
+        const r = await loadgen(args, hard, S.clientCpus);
         if (srv.exited()) r.server_exit = srv.exited();
         await stopServer(srv);
         record(results, sc, def.name, r, round);
@@ -395,7 +403,7 @@ function report(results, V) {
   L.push("");
   L.push("## Method");
   L.push("");
-  L.push(`- Server pinned to CPU ${SERVER_CPU}, load generator (build/bench/loadgen, C, epoll, one thread) to CPU ${CLIENT_CPU}${PIN ? "" : " — NOT pinned: fewer than 2 CPUs"}.`);
+  L.push(`- Server pinned to CPU ${SERVER_CPU}, load generator (build/bench/loadgen, C, epoll, one thread) to CPU ${CLIENT_CPU}${PIN ? "" : " — NOT pinned: fewer than 2 CPUs"}; connect: ${CONNECT_THREADS} loadgen thread(s) on CPU ${CONNECT_CLIENT_CPUS} (two on a machine with 4+ cores), and the server's CPU per 1,000 cycles beside the rate.`);
   L.push("  **wsedge runs with `--threads 1`**: one event loop on its one pinned core, the same single core every peer gets.");
   L.push(`- A fresh server per run; ${ROUNDS} round(s) per (scenario, server), interleaved; the figure is the median, and CPU/latency columns come from the median run. ${DURATION} s measured after ${WARMUP} s warm-up.`);
   L.push("- The load generator is a full RFC 6455 client: random Sec-WebSocket-Key (getrandom), Sec-WebSocket-Accept checked, every frame masked with a fresh mask, every payload verified (content and order). A run with any protocol or verification error is reported as failed, never as a figure.");
@@ -434,6 +442,7 @@ function report(results, V) {
       if (tot("rto") || tot("drops")) notes.push(`**noise**: ${tot("rto")} TCP retransmission timeouts, ${tot("drops")} backlog drops during these runs`);
       if (sc === "idle" && r.kb_per_conn_marginal >= 0) notes.push(`marginal ${r.kb_per_conn_marginal.toFixed(2)} KB (growth from ${N_IDLE / 10} to ${N_IDLE} conns); RSS ${r.rss_before_kb} → ${r.rss_after_kb} KB`);
       if (sc.startsWith("broadcast") && r.messages_per_s) notes.push(`${fmt(r.messages_per_s)} msgs/s fanned out`);
+      if (S.cpuPer && r.server_cpu > 0 && s.value > 0) notes.push(`server CPU ${cpuPer(r.server_cpu, s.value, S.cpuPer).toFixed(1)} ms per ${S.cpuPer.toLocaleString("en-US")} cycles`);
       if (S.deflate && r.wire_in_per_msg) notes.push(`wire per msg: ${r.wire_out_per_msg} B sent, ${r.wire_in_per_msg} B received`);
       const vals = s.runs.filter((x) => x.ok).map((x) => fmt(x.value, S.unit)).join(", ");
       if (s.runs.length > 1) notes.push(`runs: ${vals}`);
@@ -461,6 +470,9 @@ function report(results, V) {
   return L.join("\n") + "\n";
 }
 
+// Server CPU milliseconds per `per` units: CPU fraction over the run ÷ rate.
+function cpuPer(cpuFraction, ratePerS, per) { return (cpuFraction / ratePerS) * per * 1000; }
+
 function escapeMd(s) { return String(s || "").replace(/\|/g, "\\|").slice(0, 200); }
 
 function targetLine(S, sums) {
@@ -479,6 +491,10 @@ function targetLine(S, sums) {
     const x = w.value / p.value;
     const cb = [w.run, p.run].some((r) => r.bound === "client-bound" || r.bound === "both");
     parts.push(`${t.text}: ${x.toFixed(2)}× — **${x >= t.ratio ? "met" : "missed"}**${cb ? " (a side was client-bound)" : ""}`);
+    if (S.cpuPer && w.run.server_cpu > 0 && p.run.server_cpu > 0) {
+      const cw = cpuPer(w.run.server_cpu, w.value, S.cpuPer), cp = cpuPer(p.run.server_cpu, p.value, S.cpuPer);
+      parts.push(`server CPU per ${S.cpuPer.toLocaleString("en-US")} cycles: wsedge ${cw.toFixed(1)} ms, ${t.peer} ${cp.toFixed(1)} ms (${(cp / cw).toFixed(2)}× less for wsedge)`);
+    }
   }
   return `Target: ${parts.join("; ")}.`;
 }

@@ -4,22 +4,35 @@
 
 static uint32_t rol32(uint32_t x, unsigned n) { return (x << n) | (x >> (32 - n)); }
 
+/* One 64-byte block. The schedule is a ring of 16 words and each group of
+ * 20 rounds has its own loop, without a branch per round: about a third of
+ * the instructions of the textbook form (it was 30% of a native connect +
+ * handshake + close cycle under callgrind). */
+#define SHA1_ROUND(f, k, x)                                   \
+  do {                                                        \
+    uint32_t t_ = rol32(a, 5) + (f) + e + (k) + (x);          \
+    e = d;                                                    \
+    d = c;                                                    \
+    c = rol32(bb, 30);                                        \
+    bb = a;                                                   \
+    a = t_;                                                   \
+  } while (0)
+#define SHA1_W(i)                                                             \
+  (w[(i) & 15] = rol32(w[((i) + 13) & 15] ^ w[((i) + 8) & 15] ^               \
+                           w[((i) + 2) & 15] ^ w[(i) & 15], 1))
+
 static void sha1_block(uint32_t h[5], const uint8_t b[64]) {
-  uint32_t w[80];
+  uint32_t w[16];
   for (int i = 0; i < 16; i++)
     w[i] = (uint32_t)b[4 * i] << 24 | (uint32_t)b[4 * i + 1] << 16 |
            (uint32_t)b[4 * i + 2] << 8 | (uint32_t)b[4 * i + 3];
-  for (int i = 16; i < 80; i++) w[i] = rol32(w[i - 3] ^ w[i - 8] ^ w[i - 14] ^ w[i - 16], 1);
   uint32_t a = h[0], bb = h[1], c = h[2], d = h[3], e = h[4];
-  for (int i = 0; i < 80; i++) {
-    uint32_t f, k;
-    if (i < 20) { f = (bb & c) | (~bb & d); k = 0x5A827999u; }
-    else if (i < 40) { f = bb ^ c ^ d; k = 0x6ED9EBA1u; }
-    else if (i < 60) { f = (bb & c) | (bb & d) | (c & d); k = 0x8F1BBCDCu; }
-    else { f = bb ^ c ^ d; k = 0xCA62C1D6u; }
-    uint32_t t = rol32(a, 5) + f + e + k + w[i];
-    e = d; d = c; c = rol32(bb, 30); bb = a; a = t;
-  }
+  int i = 0;
+  for (; i < 16; i++) SHA1_ROUND(d ^ (bb & (c ^ d)), 0x5A827999u, w[i]);
+  for (; i < 20; i++) SHA1_ROUND(d ^ (bb & (c ^ d)), 0x5A827999u, SHA1_W(i));
+  for (; i < 40; i++) SHA1_ROUND(bb ^ c ^ d, 0x6ED9EBA1u, SHA1_W(i));
+  for (; i < 60; i++) SHA1_ROUND((bb & c) | (d & (bb | c)), 0x8F1BBCDCu, SHA1_W(i));
+  for (; i < 80; i++) SHA1_ROUND(bb ^ c ^ d, 0xCA62C1D6u, SHA1_W(i));
   h[0] += a; h[1] += bb; h[2] += c; h[3] += d; h[4] += e;
 }
 
