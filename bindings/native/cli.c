@@ -64,7 +64,7 @@ static const opt_t opts[] = {
     {"--deflate-level", "WSEDGE_DEFLATE_LEVEL", K_COUNT, 1, 9, "N",
      "zlib compression level 1 (fast) .. 9 (small) (default 1)"},
     {"--deflate-mem-level", "WSEDGE_DEFLATE_MEM_LEVEL", K_COUNT, 1, 9, "N",
-     "zlib memLevel 1..9: compressor memory vs ratio (default 8)"},
+     "zlib memLevel 1..9: compressor memory vs ratio (default 4)"},
     {"--deflate-window-bits", "WSEDGE_DEFLATE_WINDOW_BITS", K_COUNT, 9, 15, "N",
      "our compressor's largest window, 9..15 (server_max_window_bits; default 15)"},
     {"--deflate-max-memory", "WSEDGE_DEFLATE_MAX_MEMORY", K_SIZE, 0, (uint64_t)64 * GiB, "BYTES",

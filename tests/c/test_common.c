@@ -46,7 +46,7 @@ static void test_config_default(void) {
   CHECK_EQ(c.deflate_server_max_window_bits, 15);
   CHECK_EQ(c.deflate_client_max_window_bits, 15);
   CHECK_EQ(c.deflate_level, 1);
-  CHECK_EQ(c.deflate_mem_level, 8);
+  CHECK_EQ(c.deflate_mem_level, 4);
   CHECK_EQ(c.deflate_threshold, 64);
 }
 

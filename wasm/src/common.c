@@ -52,7 +52,7 @@ void wse_config_default(wse_config_t *c) {
   c->deflate_server_max_window_bits = 15;
   c->deflate_client_max_window_bits = 15;
   c->deflate_level = 1;
-  c->deflate_mem_level = 8;
+  c->deflate_mem_level = 4;
   c->deflate_threshold = 64;
 }
 

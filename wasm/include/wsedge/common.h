@@ -109,7 +109,7 @@ typedef struct wse_config {
   int deflate_server_max_window_bits;     /* 15 (9..15) */
   int deflate_client_max_window_bits;     /* 15 (9..15) */
   int deflate_level;              /* 1..9, default 1 (see README: Compression) */
-  int deflate_mem_level;          /* 1..9, default 8 */
+  int deflate_mem_level;          /* 1..9, default 4 */
   size_t deflate_threshold;       /* 64: smaller messages sent uncompressed */
 } wse_config_t;
 
