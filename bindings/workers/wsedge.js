@@ -596,8 +596,8 @@ export class WsedgeContext {
           host.timer?.(op, u8.slice(dp, dp + dl), code);
           timers = true;
           break;
-        case ACT_HISTORY: // an event joined a room's history: its record
-          host.history?.(u8.slice(dp, dp + dl));
+        case ACT_HISTORY: // an event joined a room's history: its record, its slot in the room's ring
+          host.history?.(u8.slice(dp, dp + dl), target);
           break;
       }
     }
@@ -1059,7 +1059,6 @@ export function durableContexts() {
 const ALARM_KEY = 'wsedge:alarm';
 const TIMERS_KEY = 'wsedge:timers'; // set once the object has stored a timer
 const HISTORY_KEY = 'wsedge:history'; // set once it has stored an event
-const HISTORY_MAX = 100; // WSE_HISTORY_MAX: rows kept per room
 
 class DurableHost extends SocketHost {
   constructor(core, state, gone, settings) {
@@ -1074,11 +1073,11 @@ class DurableHost extends SocketHost {
   }
 
   // A room's history (wse_history_add) in the object's SQLite storage: one
-  // row per event, the last HISTORY_MAX per room, loaded by a new context
+  // row per event, the last WSE_HISTORY_MAX (100) per room, loaded by a new context
   // (its sequence numbers go on across hibernation, eviction, restarts).
-  history(rec) {
+  history(rec, slot) {
     const st = this.state.storage;
-    if (!st?.sql || typeof st.sql.exec !== 'function') return this.timerSql(); // warns once
+    if (!this.sqlite()) return;
     if (!this.historyReady) {
       st.sql.exec('CREATE TABLE IF NOT EXISTS wsedge_events (room BLOB NOT NULL, slot INTEGER NOT NULL, seq INTEGER NOT NULL, rec BLOB NOT NULL, PRIMARY KEY (room, slot))');
       try { st.kv?.put(HISTORY_KEY, 1); } catch { /* no sync KV: loaded on every wake */ }
@@ -1087,10 +1086,10 @@ class DurableHost extends SocketHost {
     const rn = rec[1], room = rec.slice(2, 2 + rn).buffer;
     let seq = 0;
     for (let i = 7; i >= 0; i--) seq = seq * 256 + rec[2 + rn + i];
-    // a ring of HISTORY_MAX rows per room: event seq replaces event
-    // seq - HISTORY_MAX in place, one statement per event and no deletes
+    // the core's ring of WSE_HISTORY_MAX slots per room: an event replaces
+    // the one that many before it, one statement per event and no deletes
     st.sql.exec('INSERT OR REPLACE INTO wsedge_events (room, slot, seq, rec) VALUES (?, ?, ?, ?)',
-      room, seq % HISTORY_MAX, seq, rec.buffer);
+      room, slot, seq, rec.buffer);
   }
 
   // The rows of a table this object has written (its KV flag is set), else none.
@@ -1123,14 +1122,19 @@ class DurableHost extends SocketHost {
   // The app's timers live in the object's SQLite storage, one row per
   // timer (its record, keyed by its id): they survive hibernation,
   // eviction and restarts. A new context loads them back.
+  // The object's SQL storage, or null (with one warning per isolate).
+  sqlite() {
+    const sql = this.state.storage?.sql;
+    if (sql && typeof sql.exec === 'function') return sql;
+    if (!DurableHost.warned) console.error('wsedge: timers and room history need a SQLite-backed Durable Object (new_sqlite_classes): they are kept in memory only');
+    DurableHost.warned = true;
+    return null;
+  }
+
   timerSql() {
     const st = this.state.storage;
     if (this.sqlReady) return st.sql;
-    if (!st?.sql || typeof st.sql.exec !== 'function') {
-      if (!DurableHost.warned) console.error('wsedge: timers and room history need a SQLite-backed Durable Object (new_sqlite_classes): they are kept in memory only');
-      DurableHost.warned = true;
-      return null;
-    }
+    if (!this.sqlite()) return null;
     st.sql.exec('CREATE TABLE IF NOT EXISTS wsedge_timers (id BLOB PRIMARY KEY, rec BLOB NOT NULL)');
     try { st.kv?.put(TIMERS_KEY, 1); } catch { /* no sync KV: loaded on every wake */ }
     this.sqlReady = true;

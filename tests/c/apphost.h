@@ -67,7 +67,8 @@ static size_t drain(wse_app_t *app) {
       for (int k = 7; k >= 0; k--) seq = seq << 8 | f[2 + f[1] + k];
       /* the record ends with the event, which data points at */
       frames_ok &= f[0] == 1 && a[i].data == f + 10 + f[1] &&
-                   a[i].frame_len == 10u + f[1] + a[i].len;
+                   a[i].frame_len == 10u + f[1] + a[i].len &&
+                   a[i].target == seq % WSE_HISTORY_MAX; /* its slot in the ring */
       hist_seqs[n_hist_recs++ % MAX_RECS] = seq;
       continue;
     }

@@ -208,8 +208,10 @@ static void drain(world_t *w) {
       const uint8_t *f = a[i].frame;
       if (!f || a[i].frame_len < 3 || f[0] != 1 || !f[1] || f[1] > WSE_TOPIC_MAX) abort();
       if (a[i].type == WSE_ACT_HISTORY) {
+        uint64_t seq = 0;
+        for (int b = 7; b >= 0; b--) seq = seq << 8 | f[2 + f[1] + b];
         if (a[i].data != f + 10 + f[1] || a[i].frame_len != 10u + f[1] + a[i].len ||
-            !wse_utf8_valid(a[i].data, a[i].len))
+            !wse_utf8_valid(a[i].data, a[i].len) || a[i].target != seq % WSE_HISTORY_MAX)
           abort();
       } else if (a[i].data != f + 1 || a[i].len != 2u + f[1] + f[2 + f[1]]) {
         abort();

@@ -1578,7 +1578,7 @@ static int hist_put(wse_app_t *a, int32_t r, uint64_t seq, const void *p,
   /* the HISTORY action: [1][room length][room][u64 seq][event] */
   size_t rn = m->len, k = 1 + 1 + rn + 8;
   uint8_t *b = arena(a, k + n);
-  wse_action_t *q = b ? act(a, WSE_ACT_HISTORY, 0) : NULL;
+  wse_action_t *q = b ? act(a, WSE_ACT_HISTORY, (uint32_t)(seq % WSE_HISTORY_MAX)) : NULL;
   if (!q) return WSE_ENOMEM;
   b[0] = 1;
   b[1] = (uint8_t)rn;

@@ -712,6 +712,7 @@ static void test_history(void) {
   CHECK(strstr((const char *)recs[1].data, "\"seq\":60}") != NULL);
   CHECK(strstr((const char *)recs[100].data, "\"seq\":159}") != NULL);
   CHECK(strstr((const char *)recs[101].data, "\"seq\":160}") != NULL);
+  CHECK(frames_ok); /* every HISTORY record well formed, in its ring slot */
   wse_app_free(app);
 }
 

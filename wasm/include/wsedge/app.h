@@ -268,9 +268,10 @@ typedef enum wse_action_type {
                           across restarts store or delete the record */
   WSE_ACT_HISTORY,     /* an event joined a room's history: frame = its
                           record (wse_app_history_load takes it back), data
-                          = the event; a host that keeps history stores it
-                          and may forget the room's events older than the
-                          last WSE_HISTORY_MAX */
+                          = the event, target = its slot in the room's ring
+                          (seq mod WSE_HISTORY_MAX); a host that keeps
+                          history stores it there, replacing the event
+                          WSE_HISTORY_MAX before it */
 } wse_action_type_t;
 
 typedef struct wse_action {
