@@ -41,7 +41,7 @@ TEST_BIN    := $(addprefix $(B)/test/,$(notdir $(TEST_SRC:.c=)))
 FUZZ_BIN    := $(FUZZ_SRC:tests/fuzz/%.c=$(B)/fuzz/%)
 
 # ---- set-up ---------------------------------------------------------------
-APT_PKGS := clang lld libclang-rt-14-dev binaryen wabt libuv1-dev zlib1g-dev \
+APT_PKGS := clang lld libclang-rt-14-dev binaryen wabt libuv1-dev zlib1g-dev libhiredis-dev redis-server \
             emscripten chromium python3-websockets valgrind pkg-config
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
@@ -86,7 +86,7 @@ $(B)/gen/chat_page.o: $(B)/gen/chat_page.c
 	$(CC) $(ALL_CFLAGS) -c $< -o $@
 
 CHAT_MAIN := examples/chat/main.c
-NATIVE_LIBS := -luv -lz -lpthread
+NATIVE_LIBS := -luv -lz -lhiredis -lpthread
 
 # build/wsedge: the chat example's program, linked as a user's app is
 $(B)/wsedge: $(EXAMPLE_OBJ) $(B)/obj/$(CHAT_MAIN:.c=.o) $(B)/gen/chat_page.o $(B)/libwsedge-native.a $(B)/libwsedge.a

@@ -11,7 +11,7 @@
 #include "log.h"
 #include "server.h"
 
-enum kind { K_LISTEN, K_THREADS, K_STATIC, K_LEVEL, K_COUNT, K_SIZE, K_SECS, K_ORIGIN,
+enum kind { K_LISTEN, K_REDIS, K_THREADS, K_STATIC, K_LEVEL, K_COUNT, K_SIZE, K_SECS, K_ORIGIN,
             K_BOOL /* a flag without value; its env var takes 0 or 1 */ };
 
 typedef struct opt {
@@ -71,6 +71,14 @@ static const opt_t opts[] = {
      "all connections' zlib state; past it new offers are declined (default 256M; 0: no cap)"},
     {"--deflate-idle", "WSEDGE_DEFLATE_IDLE", K_SECS, 0, 2000000, "SECS",
      "free a connection's compressor after SECS without output (default 10; 0: never)"},
+    {"--redis", "WSEDGE_REDIS", K_REDIS, 0, 0, "URL",
+     "join the cluster of wsedge processes sharing this Redis: redis://HOST[:PORT][/DB]"},
+    {"--redis-optional", "WSEDGE_REDIS_OPTIONAL", K_BOOL, 0, 1, "",
+     "start even when Redis is down, and keep retrying (default: exit 2)"},
+    {"--redis-ttl", "WSEDGE_REDIS_TTL", K_SECS, 1, 3600, "SECS",
+     "a node silent for SECS stops counting in room sizes (default 15)"},
+    {"--redis-queue", "WSEDGE_REDIS_QUEUE", K_SIZE, 4096, GiB, "BYTES",
+     "kept for Redis while it is away or slow; past it dropped, counted (default 8M)"},
     {"--deflate-server-no-context-takeover", "WSEDGE_DEFLATE_SERVER_NO_CONTEXT_TAKEOVER",
      K_BOOL, 0, 1, "", "reset our compressor after every message (env 0 or 1; default off)"},
 };
@@ -166,6 +174,43 @@ static int apply(wsn_opts_t *o, const opt_t *op, const char *who, const char *v)
     o->port = (int)n;
     return 0;
   }
+  case K_REDIS: { /* redis://HOST[:PORT][/DB] */
+    const char *h = v + 8, *e;
+    if (strncmp(v, "redis://", 8)) return fail(who, v, "expected redis://HOST[:PORT][/DB]");
+    if (strchr(h, '@')) return fail(who, v, "passwords in the URL are not supported");
+    if (*h == '[') {
+      if (!(e = strchr(h, ']'))) return fail(who, v, "unclosed [ in the host");
+      h++;
+    } else {
+      e = h + strcspn(h, ":/");
+    }
+    size_t hl = (size_t)(e - h);
+    if (!hl || hl >= sizeof o->redis_host) return fail(who, v, "missing or too long host");
+    memcpy(o->redis_host, h, hl);
+    o->redis_host[hl] = 0;
+    e += *e == ']';
+    o->redis_port = 6379;
+    o->redis_db = 0;
+    if (*e == ':') {
+      char port[8];
+      size_t pl = strcspn(e + 1, "/");
+      if (pl >= sizeof port) return fail(who, v, "port must be 1..65535");
+      memcpy(port, e + 1, pl);
+      port[pl] = 0;
+      if (parse_u64(port, 0, &n) < 0 || n < 1 || n > 65535)
+        return fail(who, v, "port must be 1..65535");
+      o->redis_port = (int)n;
+      e += 1 + pl;
+    }
+    if (*e == '/' && e[1]) {
+      if (parse_u64(e + 1, 0, &n) < 0 || n > 65535)
+        return fail(who, v, "database must be a number 0..65535");
+      o->redis_db = (int)n;
+    } else if (*e && strcmp(e, "/")) {
+      return fail(who, v, "expected redis://HOST[:PORT][/DB]");
+    }
+    return 0;
+  }
   case K_STATIC: {
     struct stat st;
     if (!v[0]) return fail(who, v, "empty path");
@@ -200,7 +245,8 @@ static int apply(wsn_opts_t *o, const opt_t *op, const char *who, const char *v)
   case K_BOOL:
     if (strcmp(v, "0") && strcmp(v, "1")) return fail(who, v, "expected 0 or 1");
     n = v[0] == '1';
-    if (!strcmp(op->flag, "--no-deflate")) o->cfg.deflate = !n;
+    if (!strcmp(op->flag, "--redis-optional")) o->redis_optional = (int)n;
+    else if (!strcmp(op->flag, "--no-deflate")) o->cfg.deflate = !n;
     else if (!strcmp(op->flag, "--deflate")) o->cfg.deflate = (int)n;
     else o->cfg.deflate_server_no_context_takeover = (int)n;
     return 0;
@@ -230,6 +276,8 @@ static int apply(wsn_opts_t *o, const opt_t *op, const char *who, const char *v)
   else if (!strcmp(f, "--deflate-threshold")) o->cfg.deflate_threshold = (size_t)n;
   else if (!strcmp(f, "--deflate-max-memory")) o->deflate_max_memory = n;
   else if (!strcmp(f, "--deflate-idle")) o->deflate_idle_s = (uint32_t)n;
+  else if (!strcmp(f, "--redis-ttl")) o->redis_ttl_s = (uint32_t)n;
+  else if (!strcmp(f, "--redis-queue")) o->redis_queue_max = n;
   else if (!strcmp(f, "--deflate-level")) o->cfg.deflate_level = (int)n;
   else if (!strcmp(f, "--deflate-mem-level")) o->cfg.deflate_mem_level = (int)n;
   else if (!strcmp(f, "--deflate-window-bits")) o->cfg.deflate_server_max_window_bits = (int)n;
@@ -247,6 +295,8 @@ void wse_native_options_default(wse_native_options_t *o) {
   o->deflate_max_memory = (uint64_t)256 << 20;
   o->deflate_idle_s = 10;
   o->send_timeout_s = 10;
+  o->redis_ttl_s = 15;
+  o->redis_queue_max = (uint64_t)8 << 20;
   o->program = "wsedge";
 }
 

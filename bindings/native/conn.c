@@ -20,8 +20,10 @@
 #include <linux/sockios.h>
 #endif
 
+#include "cluster.h"
 #include "http.h"
 #include "log.h"
+#include "cluster.h"
 #include "server.h"
 
 /* Output buffer size classes: small ones for the common case (a few frames
@@ -654,6 +656,7 @@ static void ws_upgrade(wsn_thread_t *t, wsn_conn_t *c, const wse_request_t *req,
     wsn_log(WSN_LOG_INFO, "open sid=%s path=%.*s peer=%s thread=%d", sid,
             (int)path.n, path.p, peer, t->idx);
   }
+  wsn_cluster_before_open(srv, s);
   wse_app_open(srv->app, (uint32_t)h, wsn_wall_ms(t));
   wsn_exec_actions(t);
   /* bytes pipelined after the head belong to the WebSocket */
@@ -665,6 +668,7 @@ static void app_http(wsn_thread_t *t, wsn_conn_t *c, const wse_request_t *req,
   wsn_app_lock(t);
   wse_response_t resp;
   memset(&resp, 0, sizeof resp);
+  wsn_cluster_before_http(t->srv, req);
   wse_app_http(t->srv->app, req, body, bn, wsn_wall_ms(t), &resp);
   int head = req->method.n == 4 && memcmp(req->method.p, "HEAD", 4) == 0;
   wsn_respond_app(t, c, &resp, head);

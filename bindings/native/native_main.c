@@ -39,7 +39,7 @@ int wse_native_main_with(int argc, char **argv, wse_app_entry_t entry,
   wse_native_raise_fd_limit();
   o.handle_signals = 1;
   wse_server_t *srv;
-  if (wse_server_new(&srv, &o, entry)) return 1;
+  if ((rc = wse_server_new(&srv, &o, entry))) return rc;
   rc = wse_server_run(srv);
   wse_server_free(srv);
   return rc;

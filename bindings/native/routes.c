@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "cluster.h"
 #include "http.h"
 #include "log.h"
 #include "server.h"
@@ -165,15 +166,17 @@ static void stats(wsn_thread_t *t, wsn_conn_t *c, int head_only) {
     const wse_session_t *s = wse_app_session(srv->app, h);
     if (s && s->n_topics) members++;
   }
+  char cl[512];
+  wsn_cluster_stats(srv, cl, sizeof cl);
   wsn_app_unlock(t);
-  char body[1024];
+  char body[1536];
   int n = snprintf(body, sizeof body,
                    "{\"connections\":%llu,\"websockets\":%llu,\"sessions\":%llu,"
                    "\"rooms\":%llu,\"members\":%llu,\"messages_in\":%llu,"
                    "\"messages_out\":%llu,\"bytes_in\":%llu,\"bytes_out\":%llu,"
                    "\"uptime_s\":%llu,\"threads\":%d,\"connections_total\":%llu,"
                    "\"deflate_connections\":%llu,\"deflate_memory_bytes\":%llu,"
-                   "\"slow_consumers\":%llu,\"send_timeouts\":%llu}",
+                   "\"slow_consumers\":%llu,\"send_timeouts\":%llu,\"cluster\":%s}",
                    (unsigned long long)atomic_load(&srv->n_conns),
                    (unsigned long long)atomic_load(&srv->n_ws),
                    (unsigned long long)st.sessions, (unsigned long long)st.rooms,
@@ -187,7 +190,7 @@ static void stats(wsn_thread_t *t, wsn_conn_t *c, int head_only) {
                    (unsigned long long)atomic_load(&srv->n_deflate),
                    (unsigned long long)wsn_deflate_memory(),
                    (unsigned long long)atomic_load(&srv->n_slow),
-                   (unsigned long long)atomic_load(&srv->n_send_timeouts));
+                   (unsigned long long)atomic_load(&srv->n_send_timeouts), cl);
   wsn_respond(t, c, 200, NULL, "application/json", body, (size_t)n, head_only);
 }
 

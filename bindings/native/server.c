@@ -29,6 +29,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cluster.h"
 #include "log.h"
 
 _Static_assert(sizeof(uintptr_t) >= 8, "session host ids need 64-bit pointers");
@@ -289,8 +290,11 @@ static void exec_one(wsn_thread_t *t, const wse_action_t *a) {
   case WSE_ACT_TIMER:
     t->apptm_dirty = 1; /* kept in the core's memory: only the clock moves */
     break;
-  case WSE_ACT_HISTORY:
-    break; /* natively the core's memory is the history */
+  case WSE_ACT_HISTORY: /* natively the core's memory is the history; */
+  case WSE_ACT_PUBLISH: /* a cluster also keeps it in Redis */
+  case WSE_ACT_PRESENCE:
+    wsn_cluster_exec(t->srv, a);
+    break;
   }
 }
 
@@ -363,6 +367,7 @@ static void thread_close_handles(wsn_thread_t *t) {
   uv_close((uv_handle_t *)&t->apptm, on_handle_closed);
   uv_close((uv_handle_t *)&t->async, on_handle_closed);
   uv_close((uv_handle_t *)&t->log_check, on_handle_closed);
+  if (t->idx == 0) wsn_cluster_close(t->srv);
   if (t->idx == 0 && t->srv->signals) {
     uv_close((uv_handle_t *)&t->srv->sigterm, on_handle_closed);
     uv_close((uv_handle_t *)&t->srv->sigint, on_handle_closed);
@@ -771,6 +776,12 @@ int wse_server_new(wse_server_t **out, const wse_native_options_t *o,
       exit(1);
     }
   }
+  if ((rc = wsn_cluster_new(srv))) {
+    for (int i = 0; i < srv->nthreads; i++) thread_close_handles(&srv->threads[i]);
+    for (int i = 0; i < srv->nthreads; i++) thread_free(&srv->threads[i]);
+    fail_early(srv);
+    return rc;
+  }
   if (so->handle_signals) {
     wsn_thread_t *t0 = &srv->threads[0];
     uv_signal_init(&t0->loop, &srv->sigterm);
@@ -826,6 +837,7 @@ void wse_server_free(wse_server_t *srv) {
     for (int i = 0; i < srv->nthreads; i++) thread_close_handles(&srv->threads[i]);
   }
   for (int i = 0; i < srv->nthreads; i++) thread_free(&srv->threads[i]);
+  wsn_cluster_free(srv);
   wse_app_free(srv->app);
   uv_mutex_destroy(&srv->app_lock);
   free(srv->static_dir);

@@ -201,6 +201,7 @@ typedef struct wsn_server {
   uint32_t fd_warned_s;         /* last "near the fd limit" warning (thread 0) */
   char *static_dir;             /* owned copy of opts.static_dir */
   char origins[WSN_MAX_ORIGINS][256]; /* owned copies of opts.origins */
+  struct wsn_cluster *cluster;  /* --redis, or NULL */
 } wsn_server_t;
 
 /* server.c (wse_server_* in wsedge/native.h) */

@@ -131,11 +131,12 @@ static size_t error_json(char *buf, size_t cap, int typed, const char *msg) {
 }
 
 /* A client message or push body: its text and, for a direct message, the
- * addressee (who must be in `room`); a push (at != NULL) may carry "at"
- * (*at = 0 when absent). Returns NULL or the error message. */
+ * addressee's id (*to: a session in `room`, or in a cluster one of another
+ * node, kept in *id); a push (at != NULL) may carry "at" (*at = 0 when
+ * absent). Returns NULL or the error message. */
 static const char *parse(wse_ctx_t *c, const char *room, size_t rn,
                          const uint8_t *p, size_t n, wse_str_t *text,
-                         wse_session_t **to, uint64_t *at) {
+                         const wse_sid_t **to, wse_sid_t *id, uint64_t *at) {
   static const char *const keys[] = {"text", "to", "at"};
   wse_str_t v[3] = {{0, 0}, {0, 0}, {0, 0}};
   unsigned nums;
@@ -155,14 +156,16 @@ static const char *parse(wse_ctx_t *c, const char *room, size_t rn,
     if (v[2].p && v[1].p) return "at cannot be used with to";
     *text = v[0];
     if (v[1].p) {
-      wse_sid_t id;
-      wse_session_t *t = NULL;
-      if (!wse_sid_parse(v[1].p, v[1].n, &id))
-        t = wse_app_find(wse_ctx_app(c), &id);
+      wse_app_t *app = wse_ctx_app(c);
+      wse_session_t *t;
       wse_str_t tr = {0, 0};
-      if (t) wse_app_session_topic(wse_ctx_app(c), t, 0, &tr);
-      if (!t || tr.n != rn || !chat_memeq(tr.p, room, rn)) return e_no_session;
-      *to = t;
+      if (wse_sid_parse(v[1].p, v[1].n, id)) return e_no_session;
+      if ((t = wse_app_find(app, id))) wse_app_session_topic(app, t, 0, &tr);
+      /* in a cluster, another node's session: that node delivers it when
+       * the session is there (its room is checked on this node only) */
+      if (!t && !wse_sid_remote(app, id)) return e_no_session;
+      if (t && (tr.n != rn || !chat_memeq(tr.p, room, rn))) return e_no_session;
+      *to = t ? &t->id : id;
     }
   }
   if (!text->n) return "empty message";
@@ -241,7 +244,9 @@ static void chat_open(wse_ctx_t *c) {
 
 static void chat_message(wse_ctx_t *c, unsigned opcode, const uint8_t *p,
                          size_t n) {
-  wse_session_t *s = wse_ctx_session(c), *to;
+  wse_session_t *s = wse_ctx_session(c);
+  const wse_sid_t *to;
+  wse_sid_t id;
   wse_str_t text;
   if (opcode == WSE_OP_BINARY) {
     wse_str_t r = room_of(c);
@@ -249,7 +254,7 @@ static void chat_message(wse_ctx_t *c, unsigned opcode, const uint8_t *p,
     return;
   }
   wse_str_t r = room_of(c);
-  const char *err = parse(c, r.p, r.n, p, n, &text, &to, NULL);
+  const char *err = parse(c, r.p, r.n, p, n, &text, &to, &id, NULL);
   if (err) {
     char buf[64];
     wse_send(c, WSE_OP_TEXT, buf, error_json(buf, sizeof buf, 1, err));
@@ -261,8 +266,8 @@ static void chat_message(wse_ctx_t *c, unsigned opcode, const uint8_t *p,
   if (!to) {
     to_room(c, r.p, r.n, w, NULL);
   } else if (w.n <= w.cap) {
-    wse_send_to(c, &to->id, WSE_OP_TEXT, w.p, w.n);
-    if (to != s) wse_send(c, WSE_OP_TEXT, w.p, w.n);
+    wse_send_to(c, to, WSE_OP_TEXT, w.p, w.n);
+    if (to != &s->id) wse_send(c, WSE_OP_TEXT, w.p, w.n);
   }
 }
 
@@ -334,7 +339,8 @@ static void chat_push(wse_ctx_t *c, const wse_request_t *req,
                       const wse_params_t *prm, const uint8_t *body,
                       size_t n) {
   wse_str_t room = prm->value[0], text;
-  wse_session_t *to = NULL;
+  const wse_sid_t *to = NULL;
+  wse_sid_t id;
   const char *err = "invalid room";
   char buf[40];
   wse_jw_t out = {buf, 0, sizeof buf};
@@ -343,7 +349,7 @@ static void chat_push(wse_ctx_t *c, const wse_request_t *req,
   (void)req;
   if (room_ok(room))
     err = wse_utf8_valid(body, n)
-              ? parse(c, room.p, room.n, body, n, &text, &to, &at)
+              ? parse(c, room.p, room.n, body, n, &text, &to, &id, &at)
               : "invalid message";
   if (err) {
     http_error(c, err == e_no_session ? 404 : 400, err);
@@ -358,7 +364,7 @@ static void chat_push(wse_ctx_t *c, const wse_request_t *req,
                       room.n);
   if (w.n > w.cap) delivered = WSE_ENOMEM;
   else if (!to) delivered = to_room(c, room.p, room.n, w, NULL);
-  else if (!(delivered = wse_send_to(c, &to->id, WSE_OP_TEXT, w.p, w.n)))
+  else if (!(delivered = wse_send_to(c, to, WSE_OP_TEXT, w.p, w.n)))
     delivered = 1;
   if (delivered < 0) {
     if (delivered == WSE_ENOTFOUND) http_error(c, 404, e_no_session);

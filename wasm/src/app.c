@@ -123,7 +123,20 @@ struct wse_app {
   hist_t *lru_head, *lru_tail; /* histories, least recently appended first */
   size_t hist_bytes, hist_cap;
   uint64_t seq_floor; /* above every sequence number whose history was dropped */
+  uint32_t node;      /* cluster: this node's id (0: no cluster) */
+  wse_remote_count_fn remote; /* cluster: members of a room on other nodes */
+  void *remote_ud;
 };
+
+#if !WSE_WASM /* the cluster (native only; below, after the history) */
+struct room;
+static void cl_presence(wse_app_t *a, const struct room *m);
+static int cl_bcast(wse_app_t *a, const char *room, size_t rn, unsigned op,
+                    const void *p, size_t n, const wse_sid_t *ex, size_t nex);
+static int cl_to(wse_app_t *a, const wse_sid_t *id, unsigned kind,
+                 unsigned x, const void *p, size_t n);
+static size_t cl_remote(wse_app_t *a, const char *room, size_t n);
+#endif
 
 enum { K_UPGRADE = 1, K_WS, K_HTTP, K_TIMER };
 
@@ -336,6 +349,9 @@ static void memb_link(wse_app_t *a, int32_t k) {
   else m->head = k;
   m->tail = k;
   if (m->count++ == 0) a->st.rooms++;
+#if !WSE_WASM
+  if (a->node) cl_presence(a, m);
+#endif
 }
 
 static void memb_unlink(wse_app_t *a, int32_t k) {
@@ -349,6 +365,9 @@ static void memb_unlink(wse_app_t *a, int32_t k) {
   x->linked = 0;
   x->next = x->prev = -1;
   if (--m->count == 0) a->st.rooms--;
+#if !WSE_WASM
+  if (a->node) cl_presence(a, m);
+#endif
 }
 
 /* The session's membership of topic r, or -1 (*prev: the one before it). */
@@ -613,7 +632,12 @@ int wse_send_to(wse_ctx_t *c, const wse_sid_t *id, unsigned opcode,
 
 int wse_app_send_to(wse_app_t *a, const wse_sid_t *id, unsigned opcode,
                     const void *p, size_t n) {
-  return send_session(a, wse_app_find(a, id), opcode, p, n);
+  wse_session_t *s = wse_app_find(a, id);
+#if !WSE_WASM
+  if (!s && wse_sid_remote(a, id))
+    return bad_payload(opcode, p, n) ? WSE_EINVAL : cl_to(a, id, 'S', opcode, p, n);
+#endif
+  return send_session(a, s, opcode, p, n);
 }
 
 static int excluded(const wse_session_t *s, const wse_sid_t *ex, size_t n) {
@@ -622,13 +646,12 @@ static int excluded(const wse_session_t *s, const wse_sid_t *ex, size_t n) {
   return 0;
 }
 
-int wse_broadcast(wse_ctx_t *c, const char *room, size_t room_len,
-                  unsigned opcode, const void *p, size_t n,
-                  const wse_sid_t *except, size_t n_except) {
-  wse_app_t *a = c->app;
-  int32_t r = room_find(a, room, room_len), h;
+/* A BROADCAST to this node's members of topic r but those in except[]. */
+static int bcast_local(wse_app_t *a, int32_t r, unsigned opcode,
+                       const void *p, size_t n, const wse_sid_t *except,
+                       size_t n_except) {
+  int32_t h;
   size_t cnt = 0;
-  if (bad_payload(opcode, p, n) || (n_except && !except)) return WSE_EINVAL;
   if (r < 0 || !a->rm[r].count) return 0;
   /* Ids are unique in the map and every member is in it: a few excluded
    * ids become handles (one hash lookup each), compared per member. */
@@ -662,13 +685,39 @@ int wse_broadcast(wse_ctx_t *c, const char *room, size_t room_len,
   return (int)cnt;
 }
 
+int wse_broadcast(wse_ctx_t *c, const char *room, size_t room_len,
+                  unsigned opcode, const void *p, size_t n,
+                  const wse_sid_t *except, size_t n_except) {
+  wse_app_t *a = c->app;
+  if (bad_payload(opcode, p, n) || (n_except && !except)) return WSE_EINVAL;
+  int cnt = bcast_local(a, room_find(a, room, room_len), opcode, p, n, except,
+                        n_except);
+#if !WSE_WASM
+  if (a->node && cnt >= 0 && room_len && room_len <= WSE_TOPIC_MAX) {
+    int k = cl_bcast(a, room, room_len, opcode, p, n, except, n_except);
+    if (k < 0) return k;
+    cnt += k;
+  }
+#endif
+  return cnt;
+}
+
 int wse_close(wse_ctx_t *c, unsigned code, const char *reason, size_t n) {
   return c->s ? queue_close(c->app, c->s, code, reason, n) : WSE_EINVAL;
 }
 
 int wse_close_session(wse_ctx_t *c, const wse_sid_t *id, unsigned code,
                       const char *reason, size_t n) {
-  return queue_close(c->app, wse_app_find(c->app, id), code, reason, n);
+  wse_session_t *s = wse_app_find(c->app, id);
+#if !WSE_WASM
+  if (!s && wse_sid_remote(c->app, id)) {
+    if ((!wse_close_code_valid(code) && code != WSE_CLOSE_NO_STATUS) ||
+        (n && !reason) || !wse_utf8_valid((const uint8_t *)reason, n))
+      return WSE_EINVAL;
+    return cl_to(c->app, id, 'C', code, reason, n);
+  }
+#endif
+  return queue_close(c->app, s, code, reason, n);
 }
 
 /* In on_upgrade the session is not open yet: the topic is recorded and the
@@ -704,7 +753,11 @@ int wse_leave(wse_ctx_t *c) {
 
 size_t wse_room_count(wse_ctx_t *c, const char *room, size_t n) {
   int32_t r = room_find(c->app, room, n);
-  return r < 0 ? 0 : c->app->rm[r].count;
+  size_t k = r < 0 ? 0 : c->app->rm[r].count;
+#if !WSE_WASM
+  if (c->app->node) k += cl_remote(c->app, room, n);
+#endif
+  return k;
 }
 
 int wse_ctx_topic(wse_ctx_t *c, size_t i, wse_str_t *out) {
@@ -1009,6 +1062,10 @@ int wse_app_upgrade(wse_app_t *a, const wse_request_t *req,
 #endif
   wse_sid_t id;
   wse__memcpy(id.b, entropy, 16);
+#if !WSE_WASM
+  if (a->node) /* the id names its node: a send to it finds its way */
+    for (int i = 0; i < 4; i++) id.b[i] = (uint8_t)(a->node >> (8 * i));
+#endif
   int32_t h = sess_new(a, &id);
   if (h < 0) {
     u->status = fail(a, resp, 500, NULL, "internal error");
@@ -1590,6 +1647,9 @@ static int hist_put(wse_app_t *a, int32_t r, uint64_t seq, const void *p,
   q->data = b + k;
   q->len = n;
   q->opcode = WSE_OP_TEXT;
+#if !WSE_WASM
+  if (a->node) return cl_to(a, NULL, 'H', 0, b, k + n); /* to the others */
+#endif
   return WSE_OK;
 }
 
@@ -1676,3 +1736,144 @@ long wse_query_param(wse_str_t t, const char *key, char *out, size_t cap) {
   return -1;
 }
 
+
+/* ---- cluster (native) --------------------------------------------------- */
+
+uint32_t wse_sid_node(const wse_sid_t *id) {
+  return (uint32_t)get_le(id->b, 4);
+}
+
+/* In every build (an app asks the same everywhere): at the edge, 0. */
+int wse_sid_remote(const wse_app_t *a, const wse_sid_t *id) {
+  return a && id && a->node && wse_sid_node(id) != a->node;
+}
+
+#if !WSE_WASM
+/* Messages between nodes: [1][kind][u32 origin node (LE)] then
+ *   'B' [opcode][room length][room][u16 n except][n x 16-byte id][payload]
+ *   'S' [16-byte id][opcode][payload]
+ *   'C' [16-byte id][u16 code][reason]
+ *   'H' a HISTORY record ([1][room length][room][u64 seq][event]). */
+#define CL_HDR 6u
+
+int wse_app_cluster(wse_app_t *a, uint32_t node, wse_remote_count_fn fn,
+                    void *ud) {
+  if (!a || !node) return WSE_EINVAL;
+  a->node = node;
+  a->remote = fn;
+  a->remote_ud = ud;
+  return WSE_OK;
+}
+
+
+static size_t cl_remote(wse_app_t *a, const char *room, size_t n) {
+  return a->remote && n && n <= WSE_TOPIC_MAX ? a->remote(a->remote_ud, room, n) : 0;
+}
+
+/* A PUBLISH of `n` bytes after the header (returned; NULL: no memory). */
+static uint8_t *cl_msg(wse_app_t *a, unsigned kind, unsigned chan,
+                       uint32_t target, size_t n, wse_action_t **out) {
+  uint8_t *m = arena(a, CL_HDR + n);
+  wse_action_t *x = m ? act(a, WSE_ACT_PUBLISH, target) : NULL;
+  if (!x) return NULL;
+  m[0] = 1;
+  m[1] = (uint8_t)kind;
+  put_le(m + 2, a->node, 4);
+  x->opcode = chan;
+  x->frame = m;
+  x->frame_len = CL_HDR + n;
+  *out = x;
+  return m + CL_HDR;
+}
+
+static void cl_presence(wse_app_t *a, const room_t *m) {
+  uint8_t *b = arena(a, m->len);
+  wse_action_t *x = b ? act(a, WSE_ACT_PRESENCE, m->count) : NULL;
+  if (!x) return; /* out of memory: the count is wrong until the next one */
+  wse__memcpy(b, m->name, m->len);
+  x->data = b;
+  x->len = m->len;
+}
+
+/* Publish a broadcast; returns the members elsewhere it reaches. */
+static int cl_bcast(wse_app_t *a, const char *room, size_t rn, unsigned op,
+                    const void *p, size_t n, const wse_sid_t *ex, size_t nex) {
+  wse_action_t *x;
+  size_t k = 4 + rn + 16 * nex, far = cl_remote(a, room, rn);
+  if (nex > 0xffff) return WSE_EINVAL;
+  uint8_t *m = cl_msg(a, 'B', WSE_CHAN_ROOM, 0, k + n, &x);
+  if (!m) return WSE_ENOMEM;
+  m[0] = (uint8_t)op;
+  m[1] = (uint8_t)rn;
+  wse__memcpy(m + 2, room, rn);
+  put_le(m + 2 + rn, nex, 2);
+  for (size_t i = 0; i < nex; i++) {
+    wse__memcpy(m + 4 + rn + 16 * i, ex[i].b, 16);
+    if (wse_sid_remote(a, &ex[i]) && far) far--; /* a member elsewhere left out */
+  }
+  if (n) wse__memcpy(m + k, p, n);
+  x->data = m + 2;
+  x->len = rn;
+  return (int)far;
+}
+
+/* 'S' or 'C' to node(id), or 'H' (p = the record) to its room's channel. */
+static int cl_to(wse_app_t *a, const wse_sid_t *id, unsigned kind,
+                 unsigned x, const void *p, size_t n) {
+  wse_action_t *q;
+  size_t k = kind == 'H' ? 0 : kind == 'S' ? 17 : 18;
+  uint8_t *m = cl_msg(a, kind, id ? WSE_CHAN_NODE : WSE_CHAN_ROOM,
+                      id ? wse_sid_node(id) : 0, k + n, &q);
+  if (!m) return WSE_ENOMEM;
+  if (id) wse__memcpy(m, id->b, 16);
+  if (kind == 'S') m[16] = (uint8_t)x;
+  else if (kind == 'C') put_le(m + 16, x, 2);
+  if (n) wse__memcpy(m + k, p, n);
+  if (kind == 'H') { /* the record's room */
+    q->data = m + 2;
+    q->len = m[1];
+  }
+  return WSE_OK;
+}
+
+int wse_app_cluster_input(wse_app_t *a, const uint8_t *m, size_t n,
+                          uint64_t now_ms) {
+  (void)now_ms;
+  if (!a || !a->node || !m || n < CL_HDR || m[0] != 1) return WSE_EINVAL;
+  unsigned kind = m[1];
+  if (get_le(m + 2, 4) == a->node) return WSE_OK; /* ours: delivered here */
+  m += CL_HDR;
+  n -= CL_HDR;
+  if (kind == 'H') {
+    int32_t r;
+    if (n >= 10 && n >= 10u + m[1] &&
+        (r = room_find(a, (const char *)m + 2, m[1])) >= 0 &&
+        get_le(m + 2 + m[1], 8) <= a->rm[r].seq)
+      return WSE_EEXIST; /* that number was taken here meanwhile */
+    return wse_app_history_load(a, m, n);
+  }
+  if (kind == 'S' || kind == 'C') {
+    if (n < (kind == 'S' ? 17u : 18u)) return WSE_EINVAL;
+    wse_sid_t id;
+    wse__memcpy(id.b, m, 16);
+    wse_session_t *s = wse_app_find(a, &id);
+    if (kind == 'C')
+      return queue_close(a, s, (unsigned)get_le(m + 16, 2),
+                         (const char *)m + 18, n - 18);
+    if (m[16] == WSE_OP_TEXT && !wse_utf8_valid(m + 17, n - 17)) return WSE_EINVAL;
+    return bad_payload(m[16], m + 17, n - 17) ? WSE_EINVAL
+                                              : send_session(a, s, m[16], m + 17, n - 17);
+  }
+  if (kind != 'B' || n < 4) return WSE_EINVAL;
+  size_t rn = m[1], nex, k;
+  if (!rn || rn > WSE_TOPIC_MAX || n < 4 + rn) return WSE_EINVAL;
+  nex = (size_t)get_le(m + 2 + rn, 2);
+  k = 4 + rn + 16 * nex;
+  if (n < k || bad_payload(m[0], m + k, n - k) ||
+      (m[0] == WSE_OP_TEXT && !wse_utf8_valid(m + k, n - k)))
+    return WSE_EINVAL;
+  int rc = bcast_local(a, room_find(a, (const char *)m + 2, rn), m[0], m + k,
+                       n - k, (const wse_sid_t *)(const void *)(m + 4 + rn), nex);
+  return rc < 0 ? rc : WSE_OK;
+}
+#endif

@@ -272,6 +272,13 @@ typedef enum wse_action_type {
                           (seq mod WSE_HISTORY_MAX); a host that keeps
                           history stores it there, replacing the event
                           WSE_HISTORY_MAX before it */
+  WSE_ACT_PUBLISH,     /* cluster: a message for the other nodes (frame =
+                          its bytes, wse_app_cluster_input takes them):
+                          opcode WSE_CHAN_ROOM: on the channel of room
+                          `data` (len bytes); WSE_CHAN_NODE: on the channel
+                          of node `target` */
+  WSE_ACT_PRESENCE,    /* cluster: room `data` (len bytes) now has
+                          `target` members on this node (0: none left) */
 } wse_action_type_t;
 
 typedef struct wse_action {
@@ -448,6 +455,41 @@ void wse_app_stats(const wse_app_t *app, wse_app_stats_t *out);
  * its lifetime totals in storage and seeds each new instance with them, so
  * stats report wakes and restored sessions over the object's life. */
 void wse_app_stats_seed(wse_app_t *app, uint64_t restores, uint64_t restored);
+
+/* ---- cluster: native nodes sharing a broker --------------------------- */
+
+/* Natively a room lives in one process; a cluster of processes (or hosts)
+ * shares rooms through a broker (the native host's --redis). The core stays
+ * sans-I/O: with wse_app_cluster on, whatever must reach another node
+ * becomes a PUBLISH action, and what another node published comes back
+ * through wse_app_cluster_input as local actions. Crossing nodes: room
+ * broadcasts (framed once per node), wse_send_to / wse_close_session to a
+ * session of another node (its id names its node), history events (each
+ * node keeps the room's history: see README), and room member counts,
+ * through the host's count of members elsewhere (remote_fn). Not in the
+ * wasm build (at the edge a room is one Durable Object). */
+enum { WSE_CHAN_ROOM = 0, WSE_CHAN_NODE = 1 };
+/* How many members room `room` has on the other nodes (called under the
+ * host's lock from wse_room_count and wse_broadcast; must not call back). */
+typedef size_t (*wse_remote_count_fn)(void *ud, const char *room, size_t n);
+/* Join a cluster as node `node` (non-zero, unique among the nodes: session
+ * ids made from now on carry it in their first 4 bytes). Call before the
+ * first session; WSE_EINVAL for node 0. */
+int wse_app_cluster(wse_app_t *app, uint32_t node, wse_remote_count_fn fn,
+                    void *ud);
+/* The node a session id belongs to (its first 4 bytes, little-endian). */
+uint32_t wse_sid_node(const wse_sid_t *id);
+/* A message another node published (PUBLISH frame bytes): queues what it
+ * means here (BROADCAST to this node's members of the room, SEND, CLOSE)
+ * or loads a history event. Messages of this node itself are ignored.
+ * Returns WSE_OK, WSE_EINVAL for malformed bytes (nothing queued),
+ * WSE_ENOTFOUND when it names a session not here, WSE_EEXIST for a
+ * history event whose number this node already used (a concurrent event
+ * on two nodes), WSE_ENOMEM. */
+int wse_app_cluster_input(wse_app_t *app, const uint8_t *msg, size_t n,
+                          uint64_t now_ms);
+/* 1 when `id` names a session of another node of the cluster. */
+int wse_sid_remote(const wse_app_t *app, const wse_sid_t *id);
 
 /* ---- the application's entry point ---------------------------------- */
 

@@ -53,6 +53,15 @@ typedef struct wse_native_options {
   size_t index_html_len;
   int handle_signals;          /* 1: SIGTERM/SIGINT stop the server (1001 to all) */
   const char *program;         /* name in usage and messages ("wsedge") */
+  /* --redis redis://HOST[:PORT][/DB]: join the cluster of wsedge processes
+   * sharing that Redis (rooms, send_to, close_session, member counts).
+   * redis_host "" : no cluster. */
+  char redis_host[256];
+  int redis_port;              /* default 6379 */
+  int redis_db;
+  int redis_optional;          /* 1: start (and retry) when Redis is down */
+  uint32_t redis_ttl_s;        /* presence lives this long without a heartbeat (15) */
+  uint64_t redis_queue_max;    /* bytes kept for Redis while it is away (8 MiB) */
   char wse__buf[WSE_NATIVE_MAX_ORIGINS][256]; /* internal: parsed origins */
   char wse__static[4096];      /* internal: parsed --static */
 } wse_native_options_t;
@@ -70,7 +79,8 @@ void wse_native_usage(const wse_native_options_t *o, FILE *f);
 typedef struct wsn_server wse_server_t;
 
 /* Create the app (entry registers its routes), bind every listener. Nothing
- * runs yet. Returns 0, or 1 after printing why (cannot listen, app failed). */
+ * runs yet. Returns 0, or 1 after printing why (cannot listen, app failed),
+ * or 2 when --redis cannot be reached (without redis_optional). */
 int wse_server_new(wse_server_t **out, const wse_native_options_t *o,
                    wse_app_entry_t entry);
 /* The bound port (useful with port 0). */
