@@ -31,7 +31,6 @@
 #include <sys/random.h>
 #include <hiredis/hiredis.h>
 #include <hiredis/async.h>
-#include <hiredis/adapters/libuv.h>
 
 #include "log.h"
 
@@ -80,6 +79,7 @@ struct wsn_cluster {
   int cmd_ok, sub_ok;       /* connected */
   atomic_int up;            /* both connected and set up */
   int closing;
+  int first_setup;          /* nothing to catch up on yet */
   int down_logged;
   uint32_t backoff_ms;
   uv_timer_t retry, beat;
@@ -369,6 +369,60 @@ static void presence_in(wsn_cluster_t *cl, const char *m, size_t n) {
   room_gc(cl, r);
 }
 
+/* ---- hiredis on libuv ------------------------------------------------------------ */
+
+/* hiredis's own adapter (adapters/libuv.h) as Debian 12 ships it (0.14)
+ * ignores a poll error: libuv stops the handle and reports the error, the
+ * adapter returns, and a refused connect is never reported (the node would
+ * wait forever instead of retrying). This one hands errors to hiredis as
+ * readiness, so it reads the socket's error and disconnects. */
+typedef struct cl_ev {
+  redisAsyncContext *ac;
+  uv_poll_t h;
+  int events;
+} cl_ev_t;
+
+static void ev_poll(uv_poll_t *h, int status, int events) {
+  cl_ev_t *p = h->data;
+  if (status < 0) events = p->events ? p->events : UV_READABLE;
+  if (p->ac && (events & UV_READABLE)) redisAsyncHandleRead(p->ac);
+  if (p->ac && (events & UV_WRITABLE)) redisAsyncHandleWrite(p->ac);
+}
+
+static void ev_set(cl_ev_t *p, int on, int ev) {
+  p->events = on ? p->events | ev : p->events & ~ev;
+  if (p->events) uv_poll_start(&p->h, p->events, ev_poll);
+  else uv_poll_stop(&p->h);
+}
+static void ev_add_read(void *d) { ev_set(d, 1, UV_READABLE); }
+static void ev_del_read(void *d) { ev_set(d, 0, UV_READABLE); }
+static void ev_add_write(void *d) { ev_set(d, 1, UV_WRITABLE); }
+static void ev_del_write(void *d) { ev_set(d, 0, UV_WRITABLE); }
+static void ev_freed(uv_handle_t *h) { free(h->data); }
+static void ev_cleanup(void *d) {
+  cl_ev_t *p = d;
+  p->ac = NULL;
+  uv_close((uv_handle_t *)&p->h, ev_freed);
+}
+
+static int ev_attach(redisAsyncContext *ac, uv_loop_t *loop) {
+  cl_ev_t *p = calloc(1, sizeof *p);
+  if (!p) return REDIS_ERR;
+  if (uv_poll_init(loop, &p->h, ac->c.fd) != 0) {
+    free(p);
+    return REDIS_ERR;
+  }
+  p->ac = ac;
+  p->h.data = p;
+  ac->ev.data = p;
+  ac->ev.addRead = ev_add_read;
+  ac->ev.delRead = ev_del_read;
+  ac->ev.addWrite = ev_add_write;
+  ac->ev.delWrite = ev_del_write;
+  ac->ev.cleanup = ev_cleanup;
+  return REDIS_OK;
+}
+
 /* ---- connections -------------------------------------------------------------- */
 
 static void connect_both(wsn_cluster_t *cl);
@@ -445,7 +499,7 @@ static redisAsyncContext *open_one(wsn_cluster_t *cl) {
     return NULL;
   }
   ac->data = cl;
-  if (redisLibuvAttach(ac, &cl->t0->loop) != REDIS_OK) {
+  if (ev_attach(ac, &cl->t0->loop) != REDIS_OK) {
     redisAsyncFree(ac);
     return NULL;
   }
@@ -530,6 +584,23 @@ static void on_loaded(redisAsyncContext *ac, void *rep, void *priv) {
   wsn_app_unlock(cl->t0);
 }
 
+/* After an outage: the history events of our rooms stored while we were
+ * away (another node's queue, flushed before we subscribed again) reach
+ * our members now. */
+static void on_catchup(redisAsyncContext *ac, void *rep, void *priv) {
+  wsn_cluster_t *cl = ac->data;
+  redisReply *r = rep;
+  free(priv);
+  if (!r || r->type != REDIS_REPLY_ARRAY || cl->closing) return;
+  wsn_app_lock(cl->t0);
+  for (size_t i = 0; i < r->elements; i++)
+    if (r->element[i]->type == REDIS_REPLY_STRING)
+      (void)wse_app_history_deliver(cl->srv->app, (const uint8_t *)r->element[i]->str,
+                                    r->element[i]->len);
+  wsn_exec_actions(cl->t0);
+  wsn_finish(cl->t0);
+}
+
 static void heartbeat(wsn_cluster_t *cl) {
   char ttl[16], alive[16];
   snprintf(ttl, sizeof ttl, "%u", cl->o->redis_ttl_s);
@@ -559,8 +630,16 @@ static void setup(wsn_cluster_t *cl) {
   for (size_t b = 0; b < cl->tab_n; b++)
     for (cl_room_t *r = cl->tab[b]; r; r = r->next) {
       r->subscribed = 0;
-      if (r->local) presence_out(cl, r);
+      if (!r->local) continue;
+      presence_out(cl, r);
+      char *k = malloc(16 + WSE_TOPIC_MAX);
+      if (k && !cl->first_setup)
+        redisAsyncCommand(cl->cmd, on_catchup, k, "LRANGE %b 0 -1", k,
+                          key(k, P "h:", r->name, r->len));
+      else
+        free(k);
     }
+  cl->first_setup = 0;
   redisAsyncCommand(cl->cmd, on_members, NULL, "SMEMBERS " P "nodes");
   /* the chain above ends the loading with the last HGETALL; one more
    * marker in case there is no other node */
@@ -775,6 +854,7 @@ int wsn_cluster_new(wsn_server_t *srv) {
   cl->t0 = &srv->threads[0];
   cl->o = o;
   cl->node = node;
+  cl->first_setup = 1;
   snprintf(cl->hex, sizeof cl->hex, "%08x", node);
   snprintf(cl->k_pres, sizeof cl->k_pres, P "p:%s", cl->hex);
   snprintf(cl->k_node, sizeof cl->k_node, P "node:%s", cl->hex);

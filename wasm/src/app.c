@@ -1836,6 +1836,20 @@ static int cl_to(wse_app_t *a, const wse_sid_t *id, unsigned kind,
   return WSE_OK;
 }
 
+int wse_app_history_deliver(wse_app_t *a, const uint8_t *p, size_t n) {
+  int32_t r;
+  if (!a || !p || n < 10 || n < 10u + p[1]) return WSE_EINVAL;
+  size_t rn = p[1], k = 10 + rn;
+  if ((r = room_find(a, (const char *)p + 2, rn)) >= 0 &&
+      get_le(p + 2 + rn, 8) <= a->rm[r].seq)
+    return 0;
+  int rc = wse_app_history_load(a, p, n);
+  if (rc < 0) return rc;
+  rc = bcast_local(a, room_find(a, (const char *)p + 2, rn), WSE_OP_TEXT, p + k,
+                   n - k, NULL, 0);
+  return rc < 0 ? rc : 1;
+}
+
 int wse_app_cluster_input(wse_app_t *a, const uint8_t *m, size_t n,
                           uint64_t now_ms) {
   (void)now_ms;

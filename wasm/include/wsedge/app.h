@@ -488,6 +488,11 @@ uint32_t wse_sid_node(const wse_sid_t *id);
  * on two nodes), WSE_ENOMEM. */
 int wse_app_cluster_input(wse_app_t *app, const uint8_t *msg, size_t n,
                           uint64_t now_ms);
+/* Catch up on a history record another node stored (the host read it back
+ * from the broker after an outage): when its number is new here it is
+ * loaded and its event goes to the room's members on this node. Returns 1
+ * (delivered), 0 (already had it, or an older number), WSE_EINVAL. */
+int wse_app_history_deliver(wse_app_t *app, const uint8_t *rec, size_t n);
 /* 1 when `id` names a session of another node of the cluster. */
 int wse_sid_remote(const wse_app_t *app, const wse_sid_t *id);
 
