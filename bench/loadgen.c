@@ -210,6 +210,7 @@ static struct opts {
   int scen;
   char host[64];
   int port;
+  int port2;               /* --port2: odd connections go to this port */
   char path[512];
   int conns, inflight, size, threads, concurrency, senders, window;
   double duration, warmup, settle, setup_timeout;
@@ -239,7 +240,8 @@ static void usage(void) {
     "  idle conn before measuring)  --open-concurrency N (64)\n"
     "  --src-addrs N (connect: spread sources over 127.0.0.1..N, 16)\n"
     "  --server-pid PID[,PID...] (server CPU and RSS)  --server-cores X (1)\n"
-    "  --label NAME (copied to the JSON)  --setup-timeout SEC (60)\n");
+    "  --label NAME (copied to the JSON)  --setup-timeout SEC (60)\n"
+    "  --port2 P (odd-numbered connections go to port P: a second server process)\n");
   exit(2);
 }
 
@@ -292,6 +294,7 @@ static void parse_args(int argc, char **argv) {
     else if (!strcmp(a, "--src-addrs")) O.src_addrs = atoi(ARG());
     else if (!strcmp(a, "--server-cores")) O.server_cores = atof(ARG());
     else if (!strcmp(a, "--label")) O.label = ARG();
+    else if (!strcmp(a, "--port2")) O.port2 = atoi(ARG());
     else if (!strcmp(a, "--setup-timeout")) O.setup_timeout = atof(ARG());
     else if (!strcmp(a, "--server-pid")) {
       char *s = ARG(), *save = NULL;
@@ -308,6 +311,7 @@ static void parse_args(int argc, char **argv) {
   if (O.conns < 0) O.conns = O.scen == SC_BROADCAST ? 500 : O.scen == SC_IDLE ? 10000 : 100;
   if (O.scen == SC_CONNECT) O.conns = O.concurrency;
   if (O.threads < 1 || O.threads > 64) die("--threads 1..64");
+  if (O.port2 < 0 || O.port2 > 65535) die("bad --port2");
   if (O.conns < 1 || O.inflight < 1 || O.size < 0 || O.size > (16 << 20)) die("bad sizes");
   if (O.duration <= 0 || O.duration > 600) die("--duration must be in (0, 600]");
   if (O.scen == SC_BROADCAST) {
@@ -450,7 +454,7 @@ static size_t PATN;
 static bsender_t *BS;      /* O.senders entries */
 static uint8_t *ZPAT[251]; /* --deflate echo: compressed pattern slices */
 static size_t ZPATN[251];
-static struct sockaddr_in SA;
+static struct sockaddr_in SA, SA2;
 static const char *REQ_SEP; /* "?" or "&" before the broadcast member name */
 
 static int phase(void) { return __atomic_load_n(&g_phase, __ATOMIC_ACQUIRE); }
@@ -1115,7 +1119,8 @@ static void start_connect(conn_t *c) {
   struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP, .data.ptr = c};
   c->epout = 1;
   if (epoll_ctl(t->ep, EPOLL_CTL_ADD, fd, &ev) < 0) die("epoll_ctl");
-  if (connect(fd, (struct sockaddr *)&SA, sizeof SA) < 0 && errno != EINPROGRESS) {
+  const struct sockaddr_in *sa = O.port2 && (c->idx & 1) ? &SA2 : &SA;
+  if (connect(fd, (const struct sockaddr *)sa, sizeof *sa) < 0 && errno != EINPROGRESS) {
     t->st.e_connect++;
     if (t->st.e_connect <= 3) fprintf(stderr, "loadgen: connect: %s\n", strerror(errno));
     conn_close(c, O.scen == SC_CONNECT ? C_FREE : C_DEAD);
@@ -1278,6 +1283,8 @@ int main(int argc, char **argv) {
   SA.sin_family = AF_INET;
   SA.sin_port = htons((uint16_t)O.port);
   if (inet_pton(AF_INET, O.host, &SA.sin_addr) != 1) die("host must be an IPv4 address");
+  SA2 = SA;
+  SA2.sin_port = htons((uint16_t)O.port2);
 
   REQ_SEP = strchr(O.path, '?') ? "&" : "?";
 

@@ -32,6 +32,8 @@ if (flag("--help")) {
   --scenarios LIST     subset of echo32,echo4k,connect,broadcast,idle,echo-deflate,broadcast-deflate
   --no-edge            skip the wrangler dev benchmark
   --edge-only          only the wrangler dev benchmark
+  --no-cluster         skip the cluster benchmark (two processes on Redis)
+  --cluster-only       only the cluster benchmark
   --out FILE           results file (default bench/RESULTS.md)`);
   process.exit(0);
 }
@@ -42,8 +44,10 @@ const WARMUP = QUICK ? 0.3 : 1;
 const OUT = path.resolve(ROOT, opt("--out", QUICK ? "build/bench/RESULTS.quick.md" : "bench/RESULTS.md"));
 const RUNLOG = path.join(ROOT, "build/bench/runs.jsonl");
 const SERVER_LOG = path.join(ROOT, "build/bench/server.log");
-const EDGE = !flag("--no-edge");
-const NATIVE = !flag("--edge-only");
+const CLUSTER_ONLY = flag("--cluster-only");
+const EDGE = !flag("--no-edge") && !CLUSTER_ONLY;
+const NATIVE = !flag("--edge-only") && !CLUSTER_ONLY;
+const CLUSTER = (NATIVE && !flag("--no-cluster")) || CLUSTER_ONLY;
 const N_IDLE = QUICK ? 2000 : 10000;
 const N_BCAST = QUICK ? 100 : 500;
 
@@ -364,6 +368,15 @@ async function runEdge(results) {
   });
 }
 
+async function runClusterBench(results) {
+  const mod = await import(path.join(ROOT, "bench/cluster.mjs"));
+  results.cluster = await mod.runCluster({
+    root: ROOT, rounds: ROUNDS, duration: DURATION, warmup: WARMUP, quick: QUICK,
+    loadgen, freePort, canConnect, pinned, stopServer, serverLog: SERVER_LOG, sleep, track,
+    SERVER_CPU, CLIENT_CPU, median, log: (m) => console.error(m),
+  });
+}
+
 // ---------------------------------------------------------------- report
 function fmt(v, unit) {
   if (typeof v !== "number" || !Number.isFinite(v)) return "—";
@@ -452,6 +465,7 @@ function report(results, V) {
     L.push(targetLine(S, sums));
     L.push("");
   }
+  if (results.cluster) L.push(...results.cluster.markdown, "");
   if (results.edge) L.push(...results.edge.markdown, "");
   if (results.notes.length) {
     L.push("## Notes from this run");
@@ -510,6 +524,9 @@ async function main() {
   console.error(`bench: ${ROUNDS} round(s), ${DURATION} s per run, pinned=${PIN}; output ${path.relative(ROOT, OUT)}`);
   const t0 = Date.now();
   if (NATIVE) await runNative(results);
+  if (CLUSTER) {
+    try { await runClusterBench(results); } catch (e) { results.notes.push(`Cluster benchmark failed: ${escapeMd(e.message || e)}`); console.error(e); }
+  }
   if (EDGE) {
     try { await runEdge(results); } catch (e) { results.notes.push(`Edge benchmark failed: ${escapeMd(e.message || e)}`); console.error(e); }
   }

@@ -29,6 +29,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <hiredis/hiredis.h>
 #include <hiredis/async.h>
 
@@ -378,6 +380,7 @@ static void presence_in(wsn_cluster_t *cl, const char *m, size_t n) {
  * readiness, so it reads the socket's error and disconnects. */
 typedef struct cl_ev {
   redisAsyncContext *ac;
+  wsn_thread_t *t0;
   uv_poll_t h;
   int events;
 } cl_ev_t;
@@ -387,6 +390,9 @@ static void ev_poll(uv_poll_t *h, int status, int events) {
   if (status < 0) events = p->events ? p->events : UV_READABLE;
   if (p->ac && (events & UV_READABLE)) redisAsyncHandleRead(p->ac);
   if (p->ac && (events & UV_WRITABLE)) redisAsyncHandleWrite(p->ac);
+  /* every message this read brought is in the members' corked output:
+   * written now, a batch per connection (not one write per message) */
+  wsn_finish(p->t0);
 }
 
 static void ev_set(cl_ev_t *p, int on, int ev) {
@@ -405,7 +411,8 @@ static void ev_cleanup(void *d) {
   uv_close((uv_handle_t *)&p->h, ev_freed);
 }
 
-static int ev_attach(redisAsyncContext *ac, uv_loop_t *loop) {
+static int ev_attach(redisAsyncContext *ac, wsn_thread_t *t0) {
+  uv_loop_t *loop = &t0->loop;
   cl_ev_t *p = calloc(1, sizeof *p);
   if (!p) return REDIS_ERR;
   if (uv_poll_init(loop, &p->h, ac->c.fd) != 0) {
@@ -413,6 +420,7 @@ static int ev_attach(redisAsyncContext *ac, uv_loop_t *loop) {
     return REDIS_ERR;
   }
   p->ac = ac;
+  p->t0 = t0;
   p->h.data = p;
   ac->ev.data = p;
   ac->ev.addRead = ev_add_read;
@@ -499,7 +507,9 @@ static redisAsyncContext *open_one(wsn_cluster_t *cl) {
     return NULL;
   }
   ac->data = cl;
-  if (ev_attach(ac, &cl->t0->loop) != REDIS_OK) {
+  int one = 1; /* a PUBLISH is latency: never held back for the next */
+  (void)setsockopt(ac->c.fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  if (ev_attach(ac, cl->t0) != REDIS_OK) {
     redisAsyncFree(ac);
     return NULL;
   }
@@ -689,8 +699,7 @@ static void on_message(redisAsyncContext *ac, void *rep, void *priv) {
     if (rc == WSE_EEXIST) atomic_fetch_add(&cl->conflicts, 1);
     else if (rc == WSE_EINVAL) atomic_fetch_add(&cl->malformed, 1);
     wsn_exec_actions(t0);
-  }
-  wsn_finish(t0);
+  } /* the lock is kept for the rest of this read: ev_poll finishes */
 }
 
 /* ---- actions (any thread, under the app lock) ----------------------------------- */
