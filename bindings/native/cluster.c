@@ -476,12 +476,26 @@ static void lost(wsn_cluster_t *cl, const char *what, const char *err) {
   schedule_retry(cl);
 }
 
+static void on_closed(uv_handle_t *h) {
+  (void)h;
+}
+
 static void on_disconnect(const redisAsyncContext *ac, int status) {
   wsn_cluster_t *cl = ac->data;
   const char *err = status == REDIS_OK ? "" : ac->errstr;
   if (ac == cl->cmd) cl->cmd = NULL, cl->cmd_ok = 0;
   if (ac == cl->sub) cl->sub = NULL, cl->sub_ok = 0;
   if (!cl->closing) lost(cl, "disconnected", err);
+  else if (!cl->cmd && !cl->sub && !uv_is_closing((uv_handle_t *)&cl->retry))
+    uv_close((uv_handle_t *)&cl->retry, on_closed); /* closed in time */
+}
+
+/* Closing, and Redis has not answered within a second: let go. */
+static void on_close_deadline(uv_timer_t *tm) {
+  wsn_cluster_t *cl = tm->data;
+  drop(&cl->cmd, &cl->cmd_ok, 0);
+  drop(&cl->sub, &cl->sub_ok, 0);
+  if (!uv_is_closing((uv_handle_t *)tm)) uv_close((uv_handle_t *)tm, on_closed);
 }
 
 static void setup(wsn_cluster_t *cl);
@@ -883,10 +897,6 @@ int wsn_cluster_new(wsn_server_t *srv) {
   return 0;
 }
 
-static void on_closed(uv_handle_t *h) {
-  (void)h;
-}
-
 void wsn_cluster_close(wsn_server_t *srv) {
   wsn_cluster_t *cl = CL(srv);
   if (!cl || cl->closing) return;
@@ -903,7 +913,10 @@ void wsn_cluster_close(wsn_server_t *srv) {
   /* pending replies are read, then each connection closes */
   drop(&cl->cmd, &cl->cmd_ok, 1);
   drop(&cl->sub, &cl->sub_ok, 1);
-  uv_close((uv_handle_t *)&cl->retry, on_closed);
+  if (cl->cmd || cl->sub) /* a Redis that never answers cannot hold the stop */
+    uv_timer_start(&cl->retry, on_close_deadline, 1000, 0);
+  else
+    uv_close((uv_handle_t *)&cl->retry, on_closed);
   uv_close((uv_handle_t *)&cl->beat, on_closed);
   uv_close((uv_handle_t *)&cl->wake, on_closed);
 }
