@@ -635,7 +635,10 @@ int wse_app_send_to(wse_app_t *a, const wse_sid_t *id, unsigned opcode,
   wse_session_t *s = wse_app_find(a, id);
 #if !WSE_WASM
   if (!s && wse_sid_remote(a, id))
-    return bad_payload(opcode, p, n) ? WSE_EINVAL : cl_to(a, id, 'S', opcode, p, n);
+    return bad_payload(opcode, p, n) ||
+                   (opcode == WSE_OP_TEXT && !wse_utf8_valid((const uint8_t *)p, n))
+               ? WSE_EINVAL
+               : cl_to(a, id, 'S', opcode, p, n);
 #endif
   return send_session(a, s, opcode, p, n);
 }
@@ -690,6 +693,13 @@ int wse_broadcast(wse_ctx_t *c, const char *room, size_t room_len,
                   const wse_sid_t *except, size_t n_except) {
   wse_app_t *a = c->app;
   if (bad_payload(opcode, p, n) || (n_except && !except)) return WSE_EINVAL;
+#if !WSE_WASM
+  /* what the other nodes would refuse is refused here, before any of it
+   * is queued (they check text as untrusted input) */
+  if (a->node && (n_except > 0xffff ||
+                  (opcode == WSE_OP_TEXT && !wse_utf8_valid((const uint8_t *)p, n))))
+    return WSE_EINVAL;
+#endif
   int cnt = bcast_local(a, room_find(a, room, room_len), opcode, p, n, except,
                         n_except);
 #if !WSE_WASM
@@ -1800,7 +1810,6 @@ static int cl_bcast(wse_app_t *a, const char *room, size_t rn, unsigned op,
                     const void *p, size_t n, const wse_sid_t *ex, size_t nex) {
   wse_action_t *x;
   size_t k = 4 + rn + 16 * nex, far = cl_remote(a, room, rn);
-  if (nex > 0xffff) return WSE_EINVAL;
   uint8_t *m = cl_msg(a, 'B', WSE_CHAN_ROOM, 0, k + n, &x);
   if (!m) return WSE_ENOMEM;
   m[0] = (uint8_t)op;
@@ -1836,14 +1845,28 @@ static int cl_to(wse_app_t *a, const wse_sid_t *id, unsigned kind,
   return WSE_OK;
 }
 
-int wse_app_history_deliver(wse_app_t *a, const uint8_t *p, size_t n) {
-  int32_t r;
-  if (!a || !p || n < 10 || n < 10u + p[1]) return WSE_EINVAL;
+/* A history record another node sent: WSE_EINVAL when malformed (as
+ * wse_app_history_load would find it), WSE_EEXIST when its number is not
+ * above the room's here (or the floor, for a room without history). */
+static int cl_hist_check(wse_app_t *a, const uint8_t *p, size_t n) {
+  if (!p || n < 2 || p[0] != 1 || n < 10u + p[1]) return WSE_EINVAL;
   size_t rn = p[1], k = 10 + rn;
-  if ((r = room_find(a, (const char *)p + 2, rn)) >= 0 &&
-      get_le(p + 2 + rn, 8) <= a->rm[r].seq)
-    return 0;
-  int rc = wse_app_history_load(a, p, n);
+  if (!rn || rn > WSE_TOPIC_MAX || n - k > WSE_HISTORY_EVENT_MAX ||
+      !wse_utf8_valid(p + 2, rn) || !wse_utf8_valid(p + k, n - k))
+    return WSE_EINVAL;
+  int32_t r = room_find(a, (const char *)p + 2, rn);
+  uint64_t seq = get_le(p + 2 + rn, 8);
+  if (!seq) return WSE_EINVAL; /* numbers start at 1 */
+  return seq <= (r >= 0 ? a->rm[r].seq : a->seq_floor) ? WSE_EEXIST : WSE_OK;
+}
+
+int wse_app_history_deliver(wse_app_t *a, const uint8_t *p, size_t n) {
+  if (!a) return WSE_EINVAL;
+  int rc = cl_hist_check(a, p, n);
+  if (rc == WSE_EEXIST) return 0;
+  if (rc < 0) return rc;
+  size_t rn = p[1], k = 10 + rn;
+  rc = wse_app_history_load(a, p, n);
   if (rc < 0) return rc;
   rc = bcast_local(a, room_find(a, (const char *)p + 2, rn), WSE_OP_TEXT, p + k,
                    n - k, NULL, 0);
@@ -1858,22 +1881,22 @@ int wse_app_cluster_input(wse_app_t *a, const uint8_t *m, size_t n,
   if (get_le(m + 2, 4) == a->node) return WSE_OK; /* ours: delivered here */
   m += CL_HDR;
   n -= CL_HDR;
-  if (kind == 'H') {
-    int32_t r;
-    if (n >= 10 && n >= 10u + m[1] &&
-        (r = room_find(a, (const char *)m + 2, m[1])) >= 0 &&
-        get_le(m + 2 + m[1], 8) <= a->rm[r].seq)
-      return WSE_EEXIST; /* that number was taken here meanwhile */
-    return wse_app_history_load(a, m, n);
+  if (kind == 'H') { /* EEXIST: that number was taken here meanwhile */
+    int rc = cl_hist_check(a, m, n);
+    return rc < 0 ? rc : wse_app_history_load(a, m, n);
   }
   if (kind == 'S' || kind == 'C') {
     if (n < (kind == 'S' ? 17u : 18u)) return WSE_EINVAL;
     wse_sid_t id;
     wse__memcpy(id.b, m, 16);
     wse_session_t *s = wse_app_find(a, &id);
-    if (kind == 'C')
-      return queue_close(a, s, (unsigned)get_le(m + 16, 2),
-                         (const char *)m + 18, n - 18);
+    if (kind == 'C') { /* malformed before not found, as for 'S' */
+      unsigned code = (unsigned)get_le(m + 16, 2);
+      if ((!wse_close_code_valid(code) && code != WSE_CLOSE_NO_STATUS) ||
+          !wse_utf8_valid(m + 18, n - 18))
+        return WSE_EINVAL;
+      return queue_close(a, s, code, (const char *)m + 18, n - 18);
+    }
     if (m[16] == WSE_OP_TEXT && !wse_utf8_valid(m + 17, n - 17)) return WSE_EINVAL;
     return bad_payload(m[16], m + 17, n - 17) ? WSE_EINVAL
                                               : send_session(a, s, m[16], m + 17, n - 17);

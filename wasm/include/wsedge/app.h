@@ -466,8 +466,10 @@ void wse_app_stats_seed(wse_app_t *app, uint64_t restores, uint64_t restored);
  * broadcasts (framed once per node), wse_send_to / wse_close_session to a
  * session of another node (its id names its node), history events (each
  * node keeps the room's history: see README), and room member counts,
- * through the host's count of members elsewhere (remote_fn). Not in the
- * wasm build (at the edge a room is one Durable Object). */
+ * through the host's count of members elsewhere (remote_fn; wse_broadcast
+ * counts each excluded id of another node as one of them). Text sent to
+ * another node must be valid UTF-8 (WSE_EINVAL otherwise, nothing queued).
+ * Not in the wasm build (at the edge a room is one Durable Object). */
 enum { WSE_CHAN_ROOM = 0, WSE_CHAN_NODE = 1 };
 /* How many members room `room` has on the other nodes (called under the
  * host's lock from wse_room_count and wse_broadcast; must not call back). */
