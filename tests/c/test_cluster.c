@@ -1077,7 +1077,7 @@ static void test_chat_history(void) {
   hn = mk_h(mb, 1, "r9", 2, 10, "{\"bad\":\"\xC3\"}", 11);
   CHECK(EXPECT(B, mb, hn, WSE_EINVAL, 0, "r9 event 10, not UTF-8"));
   hn = mk_h(mb, 1, "r9", 2, 0, "{}", 2);
-  CHECK(EXPECT(B, mb, hn, WSE_EEXIST, 0, "r9 event 0"));
+  CHECK(EXPECT(B, mb, hn, WSE_EINVAL, 0, "r9 event 0: numbers start at 1"));
   wse_sid_t dave;
   int32_t hd = ws_connect(B, "/chat/r9?name=dave&since=8", 4, TS + 8);
   CHECK(hd >= 0);
