@@ -181,6 +181,10 @@ test: deps
 $(B)/test/%: tests/c/%.c $(ASAN_CORE) $(HDRS)
 	@mkdir -p $(B)/test
 	$(CC) $(ALL_CFLAGS) -O1 $(SAN) -Itests/c -o $@ $< $(ASAN_CORE)
+# test_cluster drives the chat example (wsedge_app) on three nodes
+$(B)/test/test_cluster: tests/c/test_cluster.c $(ASAN_CORE) $(EXAMPLE_SRC:%.c=$(B)/asan/%.o) $(HDRS)
+	@mkdir -p $(B)/test
+	$(CC) $(ALL_CFLAGS) -O1 $(SAN) -Itests/c -o $@ $< $(ASAN_CORE) $(EXAMPLE_SRC:%.c=$(B)/asan/%.o)
 # test_embed links the native server library (libuv, zlib): the server embedded in a program
 $(B)/test/test_embed: tests/c/test_embed.c $(NATIVE_LIB_SRC) $(ASAN_CORE) $(HDRS)
 	@mkdir -p $(B)/test

@@ -17,10 +17,7 @@
 #define _DEFAULT_SOURCE /* MAP_ANONYMOUS under -D_POSIX_C_SOURCE */
 #include "apphost.h"
 
-/* The chat example's app (wsedge_app, with echo_routes beside it): tests in
- * tests/c link the core only, so its sources are compiled in here. */
-#include "../../examples/chat/chat.c"
-#include "../../examples/echo/echo.c"
+/* The chat example's app (wsedge_app): linked in by its own Makefile rule. */
 
 #define TS 1700000000000ull
 
