@@ -10,8 +10,22 @@
 //            (PartyServer answers the close handshake itself)
 import { Server } from "partyserver";
 
+// Instances made per object (as in plain_room.js): the wake benchmark's
+// proof that the room hibernated. Not room work.
+const BUILT = new Map();
+
 export class PartyRoom extends Server {
   static options = { hibernate: true };
+
+  constructor(ctx, env) {
+    super(ctx, env);
+    const id = ctx.id.toString();
+    BUILT.set(id, (BUILT.get(id) || 0) + 1);
+  }
+
+  onRequest() {
+    return Response.json({ built: BUILT.get(this.ctx.id.toString()) || 0 });
+  }
 
   onConnect(connection, ctx) {
     const name = new URL(ctx.request.url).searchParams.get("name") || "guest-" + connection.id.slice(0, 6);

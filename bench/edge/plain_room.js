@@ -13,8 +13,21 @@
 // accept {"text":..} / {"to":..} message forms.
 import { DurableObject } from "cloudflare:workers";
 
+// Instances made per object (module scope outlives an evicted instance):
+// the wake benchmark's proof that the room hibernated. Not room work.
+const BUILT = new Map();
+
 export class PlainRoom extends DurableObject {
+  constructor(ctx, env) {
+    super(ctx, env);
+    const id = ctx.id.toString();
+    BUILT.set(id, (BUILT.get(id) || 0) + 1);
+  }
+
   async fetch(request) {
+    if (new URL(request.url).searchParams.has("built")) {
+      return Response.json({ built: BUILT.get(this.ctx.id.toString()) || 0 });
+    }
     if (request.headers.get("Upgrade") !== "websocket") {
       return new Response("Expected Upgrade: websocket", { status: 426 });
     }

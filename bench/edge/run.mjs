@@ -8,6 +8,7 @@ import { spawn } from "node:child_process";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
+import { measureWake } from "./wake.mjs";
 
 const KINDS = [
   { key: "wsedge", title: "wsedge ChatRoom (wasm core)", path: (room) => `/chat/${room}` },
@@ -31,7 +32,7 @@ function descendants(pid) {
   return out;
 }
 
-async function startWrangler(c, round) {
+export async function startWrangler(c, round) {
   const port = await c.freePort();
   const inspector = await c.freePort();
   const persist = fs.mkdtempSync(path.join(os.tmpdir(), "wsedge-bench-wrangler-"));
@@ -107,10 +108,23 @@ export async function runEdge(c) {
       await w.stop();
     }
   }
-  return { runs, markdown: markdown(c, runs, members) };
+  // the wake of a hibernated room: one wrangler dev, one round per round
+  const wakeMembers = c.quick ? 100 : 1000;
+  runs.wake = {};
+  let w;
+  try {
+    w = await startWrangler(c, "wake");
+    runs.wake = await measureWake({ port: w.port, members: wakeMembers, cycles: c.quick ? 1 : 5, sleep: c.sleep, log: c.log });
+  } catch (e) {
+    c.log(`[edge wake] ${e.message || e}`);
+    for (const k of KINDS) (runs.wake[k.key] ||= []).push({ ok: false, error: String(e.message || e) });
+  } finally {
+    if (w) await w.stop();
+  }
+  return { runs, markdown: markdown(c, runs, members, wakeMembers) };
 }
 
-function markdown(c, runs, members) {
+function markdown(c, runs, members, wakeMembers) {
   const L = [];
   const fmt = (v) => (v >= 1e3 ? (v / 1e3).toFixed(1) + "k" : v.toFixed(0));
   const pct = (x) => (typeof x === "number" && x >= 0 ? `${Math.round(x * 100)}%` : "—");
@@ -159,5 +173,56 @@ function markdown(c, runs, members) {
       L.push("");
     }
   }
+  const wk = runs.wake || {};
+  L.push(`### Wake of a hibernated room, ${wakeMembers} members`);
+  L.push("");
+  L.push("Every room filled, then silent for 12 s (wrangler dev evicts an object after 10 s without events; " +
+    "the sockets stay open), then one member sends a text message: the object is built again, restores its " +
+    `${wakeMembers} sessions and broadcasts it. Client-side times, send → the first / the last member has it; ` +
+    "**wake adds** = cold − warm, first arrivals (warm: the median of five more right after, the object awake): the Durable Object time a wake costs " +
+    "on top of the event's own work. \"rebuilt\" is the object's instance count read after (wsedge: its `wakes` stat).");
+  L.push("");
+  L.push("| room | cold, first / last (ms) | warm, first / last (ms) | wake adds (ms) | rebuilt | cycles (wake adds) |");
+  L.push("|---|---:|---:|---:|---|---|");
+  const wakeSum = {};
+  for (const k of KINDS) {
+    const good = (wk[k.key] || []).filter((r) => r.ok);
+    if (!good.length) {
+      L.push(`| ${k.title} | failed | — | — | — | ${String((wk[k.key] || [])[0]?.error || "not run").replace(/\|/g, "\\|").slice(0, 160)} |`);
+      continue;
+    }
+    const m = c.median(good.map((r) => r.wake));
+    const r = good.find((x) => x.wake === m);
+    wakeSum[k.key] = m;
+    L.push(`| ${k.title} | ${r.cold.first.toFixed(1)} / ${r.cold.last.toFixed(1)} | ${r.warm.first.toFixed(1)} / ${r.warm.last.toFixed(1)} | ${m.toFixed(1)} | ${good.map((x) => x.rebuilt).join(", ")} | ${good.map((x) => x.wake.toFixed(1)).join(", ")} |`);
+  }
+  L.push("");
+  if (wakeSum.wsedge !== undefined && wakeSum.plain !== undefined && wakeSum.party !== undefined) {
+    const ok = wakeSum.wsedge <= 5 && wakeSum.wsedge < wakeSum.plain && wakeSum.wsedge < wakeSum.party;
+    L.push(`Target: ≤ 5 ms and below both peers: wsedge ${wakeSum.wsedge.toFixed(1)} ms, plain JS ${wakeSum.plain.toFixed(1)} ms, PartyServer ${wakeSum.party.toFixed(1)} ms — **${ok ? "met" : "missed"}**.`);
+    L.push("");
+  }
   return L;
+}
+
+// Standalone: node bench/edge/run.mjs wake [MEMBERS] [CYCLES] — the wake
+// measurement alone, against its own wrangler dev (unpinned).
+if (process.argv[2] === "wake" && path.resolve(process.argv[1]) === new URL(import.meta.url).pathname) {
+  const net = await import("node:net");
+  const root = path.resolve(path.dirname(new URL(import.meta.url).pathname), "../..");
+  const members = Number(process.argv[3] || 1000), rounds = Number(process.argv[4] || 1);
+  const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+  const freePort = () => new Promise((res) => {
+    const s = net.createServer();
+    s.listen(0, "127.0.0.1", () => { const p = s.address().port; s.close(() => res(p)); });
+  });
+  fs.mkdirSync(path.join(root, "build/bench"), { recursive: true });
+  const c = { root, serverLog: path.join(root, "build/bench/server.log"), freePort, sleep, track: () => {},
+    pinned: (cpu, cmd, args) => [cmd, args], SERVER_CPU: "0" };
+  const w = await startWrangler(c, "wake");
+  try {
+    await measureWake({ port: w.port, members, cycles: rounds, sleep, log: console.error });
+  } finally {
+    await w.stop();
+  }
 }

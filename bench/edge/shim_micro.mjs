@@ -63,3 +63,16 @@ await time(`Durable Object: upgrade + close, ${members} members`, 20000, async (
   ws.readyState = 2;
   ds.webSocketClose(ws, 1000, "");
 });
+
+// A wake: a new instance (the constructor runs again), the SessionMap
+// restored from every socket's attachment, one text message handled and
+// broadcast. Without storage (no SQLite rows to load): the shim's and the
+// core's share of what bench/edge/wake.mjs measures in workerd.
+const wakeN = Number(process.argv[4] || 1000);
+sockets.length = 0;
+const room = new DurableSessions(state);
+for (let i = 0; i < wakeN; i++) await room.fetch(reqs[i % 1000]);
+await time(`Durable Object: wake, restore ${wakeN} + 1 message`, 200, async () => {
+  const woken = new DurableSessions(state);
+  await woken.webSocketMessage(sockets[0], "hello");
+});
