@@ -53,7 +53,7 @@ typedef struct cl_room {
   uint8_t subscribed;
   uint8_t len;
   cl_pc_t *pc;              /* per other node */
-  uint32_t n_pc, cap_pc;
+  size_t n_pc, cap_pc;
   char name[];
 } cl_room_t;
 
@@ -164,8 +164,20 @@ static void room_gc(wsn_cluster_t *cl, cl_room_t *r) {
 
 static void pc_recount(cl_room_t *r) {
   uint32_t s = 0;
-  for (uint32_t i = 0; i < r->n_pc; i++) s += r->pc[i].count;
+  for (size_t i = 0; i < r->n_pc; i++) s += r->pc[i].count;
   r->remote = s;
+}
+
+/* Room for element n in a doubling array of `sz`-byte elements. */
+static int room_for(void *arr, size_t *cap, size_t n, size_t sz, size_t first) {
+  void **p = arr;
+  if (n < *cap) return 1;
+  size_t c = *cap ? *cap * 2 : first;
+  void *q = realloc(*p, c * sz);
+  if (!q) return 0;
+  *p = q;
+  *cap = c;
+  return 1;
 }
 
 /* Node `node` has `count` members in room r as of version `ver`. While
@@ -173,18 +185,11 @@ static void pc_recount(cl_room_t *r) {
  * count back). */
 static void pc_set(wsn_cluster_t *cl, cl_room_t *r, uint32_t node,
                    uint32_t count, uint64_t ver) {
-  uint32_t i = 0;
+  size_t i = 0;
   while (i < r->n_pc && r->pc[i].node != node) i++;
   if (i < r->n_pc && r->pc[i].ver >= ver) return;
   if (i == r->n_pc) {
-    if (!count && !cl->loading) return;
-    if (r->n_pc == r->cap_pc) {
-      uint32_t cap = r->cap_pc ? r->cap_pc * 2 : 4;
-      cl_pc_t *q = realloc(r->pc, cap * sizeof *q);
-      if (!q) return;
-      r->pc = q;
-      r->cap_pc = cap;
-    }
+    if ((!count && !cl->loading) || !room_for(&r->pc, &r->cap_pc, i, sizeof *r->pc, 4)) return;
     r->n_pc++;
   }
   r->pc[i] = (cl_pc_t){node, count, ver};
@@ -198,13 +203,7 @@ static void node_seen(wsn_cluster_t *cl, uint32_t id, uint64_t now) {
       cl->nodes[i].seen_ms = now;
       return;
     }
-  if (cl->n_nodes == cl->cap_nodes) {
-    size_t cap = cl->cap_nodes ? cl->cap_nodes * 2 : 8;
-    cl_node_t *q = realloc(cl->nodes, cap * sizeof *q);
-    if (!q) return;
-    cl->nodes = q;
-    cl->cap_nodes = cap;
-  }
+  if (!room_for(&cl->nodes, &cl->cap_nodes, cl->n_nodes, sizeof *cl->nodes, 8)) return;
   cl->nodes[cl->n_nodes++] = (cl_node_t){id, now};
   wsn_log(WSN_LOG_INFO, "cluster: node %08x joined", id);
 }
@@ -220,7 +219,7 @@ static void node_gone(wsn_cluster_t *cl, uint32_t id, const char *why) {
   for (size_t b = 0; b < cl->tab_n; b++)
     for (cl_room_t *r = cl->tab[b], *nx; r; r = nx) {
       nx = r->next;
-      for (uint32_t i = 0; i < r->n_pc; i++)
+      for (size_t i = 0; i < r->n_pc; i++)
         if (r->pc[i].node == id) {
           r->pc[i] = r->pc[--r->n_pc];
           pc_recount(r);
@@ -599,7 +598,7 @@ static void on_loaded(redisAsyncContext *ac, void *rep, void *priv) {
     for (size_t b = 0; b < cl->tab_n; b++)
       for (cl_room_t *x = cl->tab[b], *nx; x; x = nx) {
         nx = x->next;
-        for (uint32_t i = 0; i < x->n_pc;)
+        for (size_t i = 0; i < x->n_pc;)
           if (!x->pc[i].count) x->pc[i] = x->pc[--x->n_pc];
           else i++;
         pc_recount(x);

@@ -185,11 +185,15 @@ for (const t of targets) {
       await logHas(a, 'before');
       const seenBefore = await a.evaluate(() => window.wsedgeChat.lastSeq);
       assert.ok(seenBefore >= 3, `${T} the page tracks the room's numbers (${seenBefore})`);
-      // the connection drops; B talks while A waits for its backoff (>= 250 ms)
+      // the connection drops and A's network stays down (its reconnects fail
+      // and back off) until B has talked: what A missed is certain, however
+      // slow the machine
+      await a.context().setOffline(true);
       await a.evaluate(() => window.wsedgeChat.socket.close(4001, 'test drop'));
       await logHas(b, 'Ann left');
       for (const t of ['missed 1', 'missed 2', 'missed 3']) await send(b, t);
       await logHas(b, 'missed 3');
+      await a.context().setOffline(false);
       await a.locator('#state[data-state="open"]').waitFor({ timeout: WAIT_MS });
       const url = await a.evaluate(() => window.wsedgeChat.socket.url);
       assert.match(url, new RegExp(`[?&]since=${seenBefore}(&|$)`), `${T} the reconnect resumes: ${url}`);

@@ -1705,12 +1705,18 @@ void wse_app_history_limit(wse_app_t *a, size_t max_bytes) {
   while (a->hist_bytes > a->hist_cap && a->lru_head) hist_drop(a, a->lru_head);
 }
 
-int wse_app_history_load(wse_app_t *a, const uint8_t *p, size_t n) {
-  if (!p || n < 2 || p[0] != 1 || n < 10u + p[1]) return WSE_EINVAL;
+/* A HISTORY record as wse_app_history_load takes it (version, lengths,
+ * UTF-8 room and event); the number is hist_put's to judge. */
+static int hist_rec_ok(const uint8_t *p, size_t n) {
+  if (!p || n < 2 || p[0] != 1 || n < 10u + p[1]) return 0;
   size_t rn = p[1], k = 10 + rn;
-  if (!rn || rn > WSE_TOPIC_MAX || n - k > WSE_HISTORY_EVENT_MAX ||
-      !wse_utf8_valid(p + 2, rn) || !wse_utf8_valid(p + k, n - k))
-    return WSE_EINVAL;
+  return rn && rn <= WSE_TOPIC_MAX && n - k <= WSE_HISTORY_EVENT_MAX &&
+         wse_utf8_valid(p + 2, rn) && wse_utf8_valid(p + k, n - k);
+}
+
+int wse_app_history_load(wse_app_t *a, const uint8_t *p, size_t n) {
+  if (!hist_rec_ok(p, n)) return WSE_EINVAL;
+  size_t rn = p[1], k = 10 + rn;
   int32_t r = room_get(a, (const char *)p + 2, rn);
   if (r < 0) return r;
   int rc = hist_put(a, r, get_le(p + 2 + rn, 8), p + k, n - k, 1);
@@ -1849,11 +1855,8 @@ static int cl_to(wse_app_t *a, const wse_sid_t *id, unsigned kind,
  * wse_app_history_load would find it), WSE_EEXIST when its number is not
  * above the room's here (or the floor, for a room without history). */
 static int cl_hist_check(wse_app_t *a, const uint8_t *p, size_t n) {
-  if (!p || n < 2 || p[0] != 1 || n < 10u + p[1]) return WSE_EINVAL;
-  size_t rn = p[1], k = 10 + rn;
-  if (!rn || rn > WSE_TOPIC_MAX || n - k > WSE_HISTORY_EVENT_MAX ||
-      !wse_utf8_valid(p + 2, rn) || !wse_utf8_valid(p + k, n - k))
-    return WSE_EINVAL;
+  if (!hist_rec_ok(p, n)) return WSE_EINVAL;
+  size_t rn = p[1];
   int32_t r = room_find(a, (const char *)p + 2, rn);
   uint64_t seq = get_le(p + 2 + rn, 8);
   if (!seq) return WSE_EINVAL; /* numbers start at 1 */
