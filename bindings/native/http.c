@@ -25,6 +25,14 @@ static const uint8_t tchar[256] = {
     ['y'] = 1, ['z'] = 1,
 };
 
+/* Bytes allowed in a field value (RFC 9110 §5.5: VCHAR, obs-text, SP,
+ * HTAB) and in a request-target (0x21..0x7E): one table for both loops. */
+enum { C_VALUE = 1, C_TARGET = 2 };
+static const uint8_t cls[256] = {
+    ['\t'] = C_VALUE, [' '] = C_VALUE, [0x21 ... 0x7e] = C_VALUE | C_TARGET,
+    [0x80 ... 0xff] = C_VALUE,
+};
+
 size_t wsn_http_head_end(const char *buf, size_t n, size_t from) {
   size_t i = from >= 3 ? from - 3 : 0;
   while (i < n) {
@@ -97,7 +105,7 @@ int wsn_http_parse(const char *buf, size_t n, wse_request_t *req,
   req->method.n = i - s;
   i++;
   s = i;
-  while (i < end && b[i] > 0x20 && b[i] < 0x7f) i++;
+  while (i < end && (cls[b[i]] & C_TARGET)) i++;
   if (i == s || i >= end || b[i] != ' ') return WSN_HTTP_ERROR;
   req->target.p = buf + s;
   req->target.n = i - s;
@@ -121,7 +129,7 @@ int wsn_http_parse(const char *buf, size_t n, wse_request_t *req,
     i++;
     while (i < end && (b[i] == ' ' || b[i] == '\t')) i++;
     size_t vs = i;
-    while (i < end && (b[i] == '\t' || (b[i] >= 0x20 && b[i] != 0x7f))) i++;
+    while (i < end && (cls[b[i]] & C_VALUE)) i++;
     size_t ve = i;
     while (ve > vs && (b[ve - 1] == ' ' || b[ve - 1] == '\t')) ve--;
     if (!eol(buf, end, &i)) return WSN_HTTP_ERROR;

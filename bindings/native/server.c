@@ -725,6 +725,7 @@ int wse_server_new(wse_server_t **out, const wse_native_options_t *o,
     return fail_early(srv);
   }
   wse_app_set_direct_send(srv->app, direct_send, srv);
+  wse_app_set_attachments(srv->app, 0); /* sessions live in this process */
   rc = entry ? entry(srv->app) : WSE_EINVAL;
   if (rc < 0) {
     fprintf(stderr, "%s: the app's entry point failed: %s\n", so->program,

@@ -110,6 +110,7 @@ struct wse_app {
   wse_direct_send_fn direct; /* host fast path for SENDs (optional) */
   void *direct_ud;
   uint8_t deflate_off; /* host-wide: decline permessage-deflate offers */
+  uint8_t attach_off;  /* the host keeps no attachments: no ATTACH actions */
   const char *hb[2];    /* the heartbeat pair (ping, pong), or NULL */
   uint16_t hb_n[2];
   tmr_t *tm;
@@ -535,6 +536,7 @@ static int send_session(wse_app_t *a, wse_session_t *s, unsigned op,
 }
 
 void wse_app_set_deflate(wse_app_t *a, int allowed) { a->deflate_off = !allowed; }
+void wse_app_set_attachments(wse_app_t *a, int on) { a->attach_off = !on; }
 
 void wse_app_set_direct_send(wse_app_t *a, wse_direct_send_fn fn, void *ud) {
   a->direct = fn;
@@ -611,7 +613,8 @@ static void ctx_init(wse_ctx_t *c, wse_app_t *a, wse_session_t *s, int kind,
 
 /* End of a host call: one ATTACH when the handler changed the session. */
 static int finish(wse_ctx_t *c) {
-  if (c->dirty && is_open(c->s)) return queue_attach(c->app, c->s);
+  if (c->dirty && is_open(c->s) && !c->app->attach_off)
+    return queue_attach(c->app, c->s);
   return WSE_OK;
 }
 

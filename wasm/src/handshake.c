@@ -25,13 +25,6 @@ static int name_is(const wse_header_t *h, const char *name) {
   return wse__caseeq(h->name.p, h->name.n, name, wse__strlen(name));
 }
 
-static size_t header_count(const wse_request_t *req, const char *name) {
-  size_t c = 0;
-  for (size_t i = 0; i < req->n_headers; i++)
-    if (name_is(&req->headers[i], name)) c++;
-  return c;
-}
-
 const wse_str_t *wse_header_get(const wse_request_t *req, const char *name) {
   for (size_t i = 0; i < req->n_headers; i++)
     if (name_is(&req->headers[i], name)) return &req->headers[i].value;
@@ -65,7 +58,10 @@ static int list_next(const char *p, size_t n, size_t *pos, wse_str_t *elem) {
 
 static int value_has_token(wse_str_t v, const char *token, int icase) {
   size_t pos = 0, tn = wse__strlen(token);
-  wse_str_t e;
+  wse_str_t e = trim(v.p, v.n);
+  /* the common case: the value is the token alone */
+  if (e.n == tn && (icase ? wse__caseeq(e.p, e.n, token, tn) : wse__memeq(e.p, token, tn)))
+    return 1;
   while (list_next(v.p, v.n, &pos, &e)) {
     if (icase ? wse__caseeq(e.p, e.n, token, tn) : (e.n == tn && wse__memeq(e.p, token, tn)))
       return 1;
@@ -76,6 +72,58 @@ static int value_has_token(wse_str_t v, const char *token, int icase) {
 int wse_header_has_token(const wse_request_t *req, const char *name, const char *token) {
   for (size_t i = 0; i < req->n_headers; i++)
     if (name_is(&req->headers[i], name) && value_has_token(req->headers[i].value, token, 1))
+      return 1;
+  return 0;
+}
+
+/* The headers the handshake reads, found in one pass over the request (a
+ * name is told by its length, then compared once): no scan per question. */
+enum { HX_HOST, HX_ORIGIN, HX_UPGRADE, HX_CONNECTION, HX_KEY, HX_VERSION,
+       HX_PROTOCOL, HX_N };
+typedef struct hidx {
+  const wse_str_t *v[HX_N]; /* the first of each */
+  uint8_t n[HX_N];          /* how many (saturating) */
+} hidx_t;
+
+static int hx_of(wse_str_t nm) {
+  static const char *const names[HX_N] = {
+      "host", "origin", "upgrade", "connection", "sec-websocket-key",
+      "sec-websocket-version", "sec-websocket-protocol"};
+  int k;
+  switch (nm.n) {
+  case 4: k = HX_HOST; break;
+  case 6: k = HX_ORIGIN; break;
+  case 7: k = HX_UPGRADE; break;
+  case 10: k = HX_CONNECTION; break;
+  case 17: k = HX_KEY; break;
+  case 21: k = HX_VERSION; break;
+  case 22: k = HX_PROTOCOL; break;
+  default: return -1;
+  }
+  /* names[k] is lower case: only the request's side needs folding */
+  for (size_t i = 0; i < nm.n; i++)
+    if (wse__lower((uint8_t)nm.p[i]) != (uint8_t)names[k][i]) return -1;
+  return k;
+}
+
+static void hx_index(const wse_request_t *req, hidx_t *x) {
+  wse__memset(x, 0, sizeof *x);
+  for (size_t i = 0; i < req->n_headers; i++) {
+    int k = hx_of(req->headers[i].name);
+    if (k < 0) continue;
+    if (!x->n[k]) x->v[k] = &req->headers[i].value;
+    if (x->n[k] < 255) x->n[k]++;
+  }
+}
+
+/* Whether header k (named `name`) lists `token`: its one value, or every
+ * occurrence when it repeats. */
+static int hx_has_token(const wse_request_t *req, const hidx_t *x, int k,
+                        const char *name, const char *token, int icase) {
+  if (x->n[k] == 1) return value_has_token(*x->v[k], token, icase);
+  if (!x->n[k]) return 0;
+  for (size_t i = 0; i < req->n_headers; i++)
+    if (name_is(&req->headers[i], name) && value_has_token(req->headers[i].value, token, icase))
       return 1;
   return 0;
 }
@@ -486,9 +534,11 @@ int wse_upgrade_validate(const wse_config_t *cfg, const wse_request_t *req,
   out->deflate.client_no_context_takeover = -1;
   out->deflate.server_max_window_bits = -1;
   out->deflate.client_max_window_bits = -1;
-  const wse_str_t *h = wse_header_get(req, "host");
+  hidx_t x;
+  hx_index(req, &x);
+  const wse_str_t *h = x.v[HX_HOST];
   if (h) out->host = *h;
-  const wse_str_t *o = wse_header_get(req, "origin");
+  const wse_str_t *o = x.v[HX_ORIGIN];
   if (o) out->origin = *o;
 
   if (!(req->method.n == 3 && wse__memeq(req->method.p, "GET", 3))) {
@@ -499,45 +549,40 @@ int wse_upgrade_validate(const wse_config_t *cfg, const wse_request_t *req,
     return fail(out, 400, "HTTP/1.1 or later required");
   if (req->http_version >= 11 && req->http_version < 20 && !h)
     return fail(out, 400, "missing Host header");
-  if (!wse_header_has_token(req, "upgrade", "websocket"))
+  if (!hx_has_token(req, &x, HX_UPGRADE, "upgrade", "websocket", 1))
     return fail(out, 400, "missing or invalid Upgrade: websocket header");
-  if (!wse_header_get(req, "connection"))
+  if (!x.n[HX_CONNECTION])
     return fail(out, 400, "missing Connection: Upgrade header");
-  if (!wse_header_has_token(req, "connection", "upgrade"))
+  if (!hx_has_token(req, &x, HX_CONNECTION, "connection", "upgrade", 1))
     return fail(out, 400, "Connection header lacks the upgrade token");
 
-  size_t nv = header_count(req, "sec-websocket-version");
-  if (nv == 0) return fail(out, 400, "missing Sec-WebSocket-Version header");
+  if (!x.n[HX_VERSION]) return fail(out, 400, "missing Sec-WebSocket-Version header");
   for (size_t i = 0; i < req->n_headers; i++) {
-    if (!name_is(&req->headers[i], "sec-websocket-version")) continue;
-    wse_str_t v = trim(req->headers[i].value.p, req->headers[i].value.n);
+    const wse_str_t *hv = &req->headers[i].value;
+    if (x.n[HX_VERSION] == 1 ? hv != x.v[HX_VERSION]
+                             : !name_is(&req->headers[i], "sec-websocket-version"))
+      continue;
+    wse_str_t v = trim(hv->p, hv->n);
     if (!(v.n == 2 && v.p[0] == '1' && v.p[1] == '3')) {
       out->version13 = 1;
       return fail(out, 426, "unsupported Sec-WebSocket-Version (expected 13)");
     }
   }
 
-  size_t nk = header_count(req, "sec-websocket-key");
-  if (nk == 0) return fail(out, 400, "missing Sec-WebSocket-Key");
-  if (nk > 1) return fail(out, 400, "Sec-WebSocket-Key must appear exactly once");
-  const wse_str_t *kh = wse_header_get(req, "sec-websocket-key");
+  if (!x.n[HX_KEY]) return fail(out, 400, "missing Sec-WebSocket-Key");
+  if (x.n[HX_KEY] > 1) return fail(out, 400, "Sec-WebSocket-Key must appear exactly once");
+  const wse_str_t *kh = x.v[HX_KEY];
   wse_str_t key = trim(kh->p, kh->n);
   uint8_t raw[18];
   if (key.n != 24 || wse_base64_decode(key.p, key.n, raw, sizeof raw) != 16)
     return fail(out, 400, "Sec-WebSocket-Key must be base64 of 16 bytes");
 
-  if (header_count(req, "origin") > 1 || !origin_allowed(cfg, out, o != NULL))
+  if (x.n[HX_ORIGIN] > 1 || !origin_allowed(cfg, out, o != NULL))
     return fail(out, 403, "origin not allowed");
 
-  for (size_t s = 0; s < cfg->n_subprotocols && out->subprotocol < 0; s++) {
-    for (size_t i = 0; i < req->n_headers; i++) {
-      if (name_is(&req->headers[i], "sec-websocket-protocol") &&
-          value_has_token(req->headers[i].value, cfg->subprotocols[s], 0)) {
-        out->subprotocol = (int)s;
-        break;
-      }
-    }
-  }
+  for (size_t s = 0; s < cfg->n_subprotocols && out->subprotocol < 0; s++)
+    if (hx_has_token(req, &x, HX_PROTOCOL, "sec-websocket-protocol", cfg->subprotocols[s], 0))
+      out->subprotocol = (int)s;
   if (out->subprotocol < 0 && cfg->require_subprotocol)
     return fail(out, 400, "no supported subprotocol");
 

@@ -426,6 +426,12 @@ void wse_app_set_direct_send(wse_app_t *app, wse_direct_send_fn fn, void *ud);
  * with the state unpaid for. Route configs still decide when it is on. */
 void wse_app_set_deflate(wse_app_t *app, int allowed);
 
+/* Whether the host stores sessions' attachments (default 1: ATTACH actions
+ * are queued whenever a handler changed a session). A host that keeps
+ * every session in memory for its whole life (the native server) turns
+ * them off and saves encoding each one. */
+void wse_app_set_attachments(wse_app_t *app, int on);
+
 /* Actions queued by the last call(s); their bytes stay put (even across
  * further calls) until wse_app_actions_clear, which recycles the memory. */
 size_t wse_app_actions(wse_app_t *app, const wse_action_t **out);
