@@ -41,7 +41,7 @@ TEST_BIN    := $(addprefix $(B)/test/,$(notdir $(TEST_SRC:.c=)))
 FUZZ_BIN    := $(FUZZ_SRC:tests/fuzz/%.c=$(B)/fuzz/%)
 
 # ---- set-up ---------------------------------------------------------------
-APT_PKGS := clang lld libclang-rt-14-dev binaryen wabt libuv1-dev zlib1g-dev libhiredis-dev redis-server \
+APT_PKGS := clang lld libclang-rt-14-dev binaryen wabt libuv1-dev zlib1g-dev libdeflate-dev libhiredis-dev redis-server \
             emscripten chromium python3-websockets valgrind pkg-config
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
@@ -86,7 +86,7 @@ $(B)/gen/chat_page.o: $(B)/gen/chat_page.c
 	$(CC) $(ALL_CFLAGS) -c $< -o $@
 
 CHAT_MAIN := examples/chat/main.c
-NATIVE_LIBS := -luv -lz -lhiredis -lpthread
+NATIVE_LIBS := -luv -lz -ldeflate -lhiredis -lpthread
 
 # build/wsedge: the chat example's program, linked as a user's app is
 $(B)/wsedge: $(EXAMPLE_OBJ) $(B)/obj/$(CHAT_MAIN:.c=.o) $(B)/gen/chat_page.o $(B)/libwsedge-native.a $(B)/libwsedge.a
@@ -200,7 +200,7 @@ $(foreach t,$(wildcard examples/*/tests/test_*.c),$(eval $(call example_test,$(t
 # test_deflate also links the native host's permessage-deflate (zlib)
 $(B)/test/test_deflate: tests/c/test_deflate.c bindings/native/deflate.c $(ASAN_CORE) $(HDRS)
 	@mkdir -p $(B)/test
-	$(CC) $(ALL_CFLAGS) -O1 $(SAN) -Itests/c -Ibindings/native -o $@ $< bindings/native/deflate.c $(ASAN_CORE) -lz
+	$(CC) $(ALL_CFLAGS) -O1 $(SAN) -Itests/c -Ibindings/native -o $@ $< bindings/native/deflate.c $(ASAN_CORE) -lz -ldeflate
 
 test-c: $(TEST_BIN)
 	@pass=0; fail=0; for t in $(TEST_BIN); do \
@@ -220,10 +220,10 @@ $(B)/fuzz/fuzz_app: tests/fuzz/fuzz_app.c tests/fuzz/fuzz_app.ignorelist $(CORE_
 $(B)/fuzz/fuzz_http: tests/fuzz/fuzz_http.c bindings/native/http.c $(CORE_SRC) $(EXAMPLE_SRC) $(HDRS)
 	@mkdir -p $(B)/fuzz
 	clang $(WARN) $(INC) $(FUZZ_FLAGS) -Itests/c -o $@ $< bindings/native/http.c $(CORE_SRC) $(EXAMPLE_SRC)
-# fuzz_inflate links the native host's permessage-deflate (zlib)
+# fuzz_inflate links the native host's permessage-deflate (zlib, libdeflate)
 $(B)/fuzz/fuzz_inflate: tests/fuzz/fuzz_inflate.c bindings/native/deflate.c $(CORE_SRC) $(EXAMPLE_SRC) $(HDRS)
 	@mkdir -p $(B)/fuzz
-	clang $(WARN) $(INC) $(FUZZ_FLAGS) -Itests/c -Ibindings/native -o $@ $< bindings/native/deflate.c $(CORE_SRC) $(EXAMPLE_SRC) -lz
+	clang $(WARN) $(INC) $(FUZZ_FLAGS) -Itests/c -Ibindings/native -o $@ $< bindings/native/deflate.c $(CORE_SRC) $(EXAMPLE_SRC) -lz -ldeflate
 
 fuzz: $(FUZZ_BIN)
 

@@ -73,7 +73,7 @@ is "every public header is installed unchanged" "${missing:-none}" none
 
 is "pkg-config --cflags --libs wsedge" \
   "$(PKG_CONFIG_PATH=$P/lib/pkgconfig pkg-config --cflags --libs wsedge 2>&1 | sed 's/ *$//')" \
-  "-I$P/include -L$P/lib -lwsedge-native -lwsedge -luv -lz -lhiredis -lpthread"
+  "-I$P/include -L$P/lib -lwsedge-native -lwsedge -luv -lz -ldeflate -lhiredis -lpthread"
 is "pkg-config: Requires.private libuv zlib" \
   "$(PKG_CONFIG_PATH=$P/lib/pkgconfig pkg-config --print-requires-private wsedge 2>&1 | tr '\n' ' ' | sed 's/ *$//')" "libuv zlib"
 is "wsedge --version" "$("$P/bin/wsedge" --version 2>&1)" \
