@@ -168,14 +168,18 @@ static void pc_recount(cl_room_t *r) {
   r->remote = s;
 }
 
-/* Room for element n in a doubling array of `sz`-byte elements. */
-static int room_for(void *arr, size_t *cap, size_t n, size_t sz, size_t first) {
-  void **p = arr;
-  if (n < *cap) return 1;
+/* Room for element n in a doubling array `arr` of `cap` elements (its
+ * element type kept: no void ** in between). 1, or 0 out of memory. */
+#define ROOM_FOR(arr, cap, n, first)                                          \
+  ((n) < (cap) || grow_to((void *)&(arr), &(cap), sizeof *(arr), (first)))
+
+static int grow_to(void *pp, size_t *cap, size_t sz, size_t first) {
   size_t c = *cap ? *cap * 2 : first;
-  void *q = realloc(*p, c * sz);
+  void *old;
+  memcpy(&old, pp, sizeof old);
+  void *q = realloc(old, c * sz);
   if (!q) return 0;
-  *p = q;
+  memcpy(pp, &q, sizeof q);
   *cap = c;
   return 1;
 }
@@ -189,7 +193,7 @@ static void pc_set(wsn_cluster_t *cl, cl_room_t *r, uint32_t node,
   while (i < r->n_pc && r->pc[i].node != node) i++;
   if (i < r->n_pc && r->pc[i].ver >= ver) return;
   if (i == r->n_pc) {
-    if ((!count && !cl->loading) || !room_for(&r->pc, &r->cap_pc, i, sizeof *r->pc, 4)) return;
+    if ((!count && !cl->loading) || !ROOM_FOR(r->pc, r->cap_pc, i, 4)) return;
     r->n_pc++;
   }
   r->pc[i] = (cl_pc_t){node, count, ver};
@@ -203,7 +207,7 @@ static void node_seen(wsn_cluster_t *cl, uint32_t id, uint64_t now) {
       cl->nodes[i].seen_ms = now;
       return;
     }
-  if (!room_for(&cl->nodes, &cl->cap_nodes, cl->n_nodes, sizeof *cl->nodes, 8)) return;
+  if (!ROOM_FOR(cl->nodes, cl->cap_nodes, cl->n_nodes, 8)) return;
   cl->nodes[cl->n_nodes++] = (cl_node_t){id, now};
   wsn_log(WSN_LOG_INFO, "cluster: node %08x joined", id);
 }

@@ -141,13 +141,19 @@ for (const t of targets) {
       assert.deepEqual(page.errors, [], `${T} page errors`);
     });
 
-    test(`${T} page reconnects with backoff after its socket drops`, async () => {
+    // Two pages in a fresh room: Ann, then Ben (Ann has seen him join).
+    async function annAndBen() {
       const room = `br-${runTag}-${++seq}`;
       const a = await openPage('page A');
       const b = await openPage('page B');
       await joinRoom(a, room, 'Ann');
       await joinRoom(b, room, 'Ben');
       await logHas(a, 'Ben joined');
+      return { a, b, room };
+    }
+
+    test(`${T} page reconnects with backoff after its socket drops`, async () => {
+      const { a, b } = await annAndBen();
       const firstId = await a.evaluate(() => window.wsedgeChat.selfId);
 
       // An unexpected drop (not the Leave button).
@@ -171,12 +177,7 @@ for (const t of targets) {
     });
 
     test(`${T} after a drop the page resumes with ?since: what it missed, each message once, in order`, async () => {
-      const room = `br-${runTag}-${++seq}`;
-      const a = await openPage('page A');
-      const b = await openPage('page B');
-      await joinRoom(a, room, 'Ann');
-      await joinRoom(b, room, 'Ben');
-      await logHas(a, 'Ben joined');
+      const { a, b } = await annAndBen();
       const send = async (page, text) => {
         await page.getByLabel('Message', { exact: true }).fill(text);
         await page.getByLabel('Message', { exact: true }).press('Enter');

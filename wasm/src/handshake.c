@@ -69,11 +69,16 @@ static int value_has_token(wse_str_t v, const char *token, int icase) {
   return 0;
 }
 
-int wse_header_has_token(const wse_request_t *req, const char *name, const char *token) {
+/* Whether any header `name` lists `token` (icase: case-insensitively). */
+static int has_token(const wse_request_t *req, const char *name, const char *token, int icase) {
   for (size_t i = 0; i < req->n_headers; i++)
-    if (name_is(&req->headers[i], name) && value_has_token(req->headers[i].value, token, 1))
+    if (name_is(&req->headers[i], name) && value_has_token(req->headers[i].value, token, icase))
       return 1;
   return 0;
+}
+
+int wse_header_has_token(const wse_request_t *req, const char *name, const char *token) {
+  return has_token(req, name, token, 1);
 }
 
 /* The headers the handshake reads, found in one pass over the request (a
@@ -121,11 +126,7 @@ static void hx_index(const wse_request_t *req, hidx_t *x) {
 static int hx_has_token(const wse_request_t *req, const hidx_t *x, int k,
                         const char *name, const char *token, int icase) {
   if (x->n[k] == 1) return value_has_token(*x->v[k], token, icase);
-  if (!x->n[k]) return 0;
-  for (size_t i = 0; i < req->n_headers; i++)
-    if (name_is(&req->headers[i], name) && value_has_token(req->headers[i].value, token, icase))
-      return 1;
-  return 0;
+  return x->n[k] && has_token(req, name, token, icase);
 }
 
 int wse_is_upgrade_request(const wse_request_t *req) {
