@@ -38,6 +38,12 @@
 
 #define P "wsedge:"
 #define CL_BACKOFF_MAX 5000
+/* What other nodes may make this one keep (Redis is trusted, but a bug or
+ * a stranger on the channel must not grow us without bound): rooms known
+ * only from other nodes' presence, and nodes. Past them the news is
+ * dropped (logged once); rooms with members here are never refused. */
+#define CL_REMOTE_ROOMS_MAX 1000000
+#define CL_NODES_MAX 4096
 #define CL_HISTORY_TTL "86400" /* a room's stored history outlives its last event by a day */
 
 /* What a room looks like from here: members on this node, and on others. */
@@ -83,6 +89,7 @@ struct wsn_cluster {
   int closing;
   int first_setup;          /* nothing to catch up on yet */
   int down_logged;
+  int bound_logged;         /* over_bound said it once */
   uint32_t backoff_ms;
   uv_timer_t retry, beat;
   uv_async_t wake;
@@ -124,8 +131,18 @@ static cl_room_t *room_find(wsn_cluster_t *cl, const char *p, size_t n) {
   return cl->tab_n ? *slot(cl, p, n) : NULL;
 }
 
-static cl_room_t *room_get(wsn_cluster_t *cl, const char *p, size_t n) {
+static void over_bound(wsn_cluster_t *cl, const char *what) {
+  if (!cl->bound_logged++)
+    wsn_log(WSN_LOG_WARN, "cluster: more %s than this node keeps; further ones are ignored", what);
+}
+
+/* remote: made for another node's presence (bounded), else for our own. */
+static cl_room_t *room_get(wsn_cluster_t *cl, const char *p, size_t n, int remote) {
   if (!n || n > WSE_TOPIC_MAX) return NULL;
+  if (remote && cl->n_rooms >= CL_REMOTE_ROOMS_MAX && !room_find(cl, p, n)) {
+    over_bound(cl, "rooms of other nodes");
+    return NULL;
+  }
   if (cl->n_rooms >= cl->tab_n) { /* grow: load factor 1 */
     size_t nn = cl->tab_n ? cl->tab_n * 2 : 64;
     cl_room_t **t = calloc(nn, sizeof *t);
@@ -207,6 +224,10 @@ static void node_seen(wsn_cluster_t *cl, uint32_t id, uint64_t now) {
       cl->nodes[i].seen_ms = now;
       return;
     }
+  if (cl->n_nodes >= CL_NODES_MAX) {
+    over_bound(cl, "nodes");
+    return;
+  }
   if (!ROOM_FOR(cl->nodes, cl->cap_nodes, cl->n_nodes, 8)) return;
   cl->nodes[cl->n_nodes++] = (cl_node_t){id, now};
   wsn_log(WSN_LOG_INFO, "cluster: node %08x joined", id);
@@ -368,7 +389,7 @@ static void presence_in(wsn_cluster_t *cl, const char *m, size_t n) {
     return;
   }
   node_seen(cl, node, now);
-  cl_room_t *r = room_get(cl, m + 2 + used, n - 2 - (size_t)used);
+  cl_room_t *r = room_get(cl, m + 2 + used, n - 2 - (size_t)used, 1);
   if (!r) return;
   pc_set(cl, r, node, count, ver);
   room_gc(cl, r);
@@ -594,7 +615,7 @@ static void on_loaded(redisAsyncContext *ac, void *rep, void *priv) {
       if (f->type != REDIS_REPLY_STRING || v->type != REDIS_REPLY_STRING ||
           sscanf(v->str, "%u %llu", &count, &ver) != 2)
         continue;
-      cl_room_t *room = room_get(cl, f->str, f->len);
+      cl_room_t *room = room_get(cl, f->str, f->len, 1);
       if (room) pc_set(cl, room, id, count, ver);
     }
   }
@@ -728,7 +749,7 @@ void wsn_cluster_exec(wsn_server_t *srv, const wse_action_t *a) {
   if (!cl) return;
   switch (a->type) {
   case WSE_ACT_PRESENCE: {
-    cl_room_t *r = room_get(cl, (const char *)a->data, a->len);
+    cl_room_t *r = room_get(cl, (const char *)a->data, a->len, 0);
     if (!r) return;
     r->local = a->target;
     if (atomic_load(&cl->up)) presence_out(cl, r);
