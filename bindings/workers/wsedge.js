@@ -40,7 +40,7 @@ const dec = new TextDecoder();
 const R_STATUS = 0, R_HDRS = 1, R_HDRS_LEN = 2, R_BODY = 3, R_BODY_LEN = 4;
 const R_NACT = 5, R_TAPE = 6, R_HANDLE = 7, R_SID = 8, R_HANDLES = 9, R_RESTORES = 10, R_RESTORED = 11;
 const R_ROUTE_INDEX = 12, R_PATTERN = 13, R_PATTERN_LEN = 14, R_DURABLE = 15, R_DURABLE_LEN = 16, R_KEY = 17, R_KEY_LEN = 18;
-const R_NEXT_LO = 20, R_NEXT_HI = 21;
+const R_NEXT_LO = 19, R_NEXT_HI = 20; // wsedge_wasm.c: R_KEY_LEN is 18
 
 // ---- settings the edge takes from the Worker's code and its wrangler vars ----
 //

@@ -3,7 +3,7 @@
 // bytes enter wasm (1009, the native server's words); the session lifetime
 // (4000 "timeout") by a timer in the Worker and by the object's alarm in a
 // room, through hibernation; settings from options.config and wrangler vars.
-import { env, evictDurableObject, runDurableObjectAlarm } from 'cloudflare:test';
+import { env, evictDurableObject, runDurableObjectAlarm, runInDurableObject } from 'cloudflare:test';
 import { describe, it, expect } from 'vitest';
 import { short } from './multi/worker.js';
 import { WsedgeApp } from '../../bindings/workers/wsedge.js';
@@ -64,6 +64,34 @@ describe('session lifetime at the edge (close 4000 "timeout")', () => {
     expect(await a.closeEvent()).toEqual({ code: 4000, reason: 'timeout' });
     // nothing is left scheduled: no session, no alarm
     expect(await runDurableObjectAlarm(s)).toBe(false);
+  });
+
+  it("after a lifetime ends the alarm is set for the next one, not for the past (the core's next end, read whole)", async () => {
+    const s = shortRoom(`next-${Math.random()}`);
+    const a = await open(await s.fetch(new Request(`${BASE}/chat/next?name=a`, { headers: upgradeHeaders() })));
+    expect(await a.json()).toMatchObject({ type: 'join', name: 'a' });
+    await sleep(500);
+    const b = await open(await s.fetch(new Request(`${BASE}/chat/next?name=b`, { headers: upgradeHeaders() })));
+    expect(await a.json()).toMatchObject({ type: 'join', name: 'b' });
+    expect(await b.json()).toMatchObject({ type: 'join', name: 'b' });
+    const bEnd = await runInDurableObject(s, (obj) => { // the later of the two ends
+      const { host } = obj.sessions;
+      let end = 0;
+      for (let h = 0; h < host.sockets.length; h++) if (host.sockets[h]) end = Math.max(end, host.cx.sessionEnd(h));
+      return end;
+    });
+    expect(bEnd).toBeGreaterThan(Date.now());
+    expect(await a.closeEvent()).toEqual({ code: 4000, reason: 'timeout' });
+    // the object's clock after a's end: b's end exactly (a u64 of ms since
+    // the epoch passes two result words; a misread gave a time in 1970 and
+    // an alarm that fired again at once, for ever)
+    const next = await runInDurableObject(s, async (obj, state) => ({
+      expire: obj.sessions.context.expire(), alarm: await state.storage.getAlarm(),
+    }));
+    expect(next.expire).toBe(bEnd);
+    expect(next.alarm).toBe(bEnd);
+    expect(await b.json()).toMatchObject({ type: 'leave', name: 'a' });
+    expect(await b.closeEvent()).toEqual({ code: 4000, reason: 'timeout' });
   });
 });
 
