@@ -74,6 +74,12 @@ export interface EdgeSettings {
   sessionTimeout?: number | string;
   /** Allowed Origin values ("*" or scheme://host[:port]); default: same host or none. */
   allowOrigins?: string[] | string;
+  /**
+   * Milliseconds a room's history rows may wait to be stored together in one
+   * SQLite commit (0..1000; default 10; 0: each row with its event). A room
+   * object that dies inside the window loses those events, never a number.
+   */
+  historyFlushMs?: number | string;
 }
 
 /**
@@ -95,7 +101,7 @@ export declare class WsedgeApp {
   readonly instance: WebAssembly.Instance;
   readonly options: WsedgeAppOptions;
   /** The settings in force: options.config with the env's WSEDGE_* vars over it. */
-  readonly settings: { maxMessageSize?: number; sessionTimeout?: number; allowOrigins?: string[] };
+  readonly settings: { maxMessageSize?: number; sessionTimeout?: number; allowOrigins?: string[]; historyFlushMs?: number };
   /** Take env's WSEDGE_* vars (fetch and WsedgeRoom call it); contexts made afterwards use them. */
   useEnv(env: unknown): void;
   /**
@@ -250,8 +256,17 @@ export declare class DurableSessions {
   /**
    * Free the room's app context when it has no sessions (called after every
    * event; the next event starts a fresh context, lifetime counters kept).
+   * Inside a history write window the context is kept until the window
+   * ends (at most 2 x historyFlushMs).
    */
   release(): void;
+  /**
+   * Store the room's queued history rows now, in one commit (rows are
+   * written behind, at most historyFlushMs after their events), e.g. before
+   * the object aborts itself. false: the storage refused (rows dropped,
+   * numbering goes on above them).
+   */
+  flushHistory(): boolean;
 }
 
 /**

@@ -52,6 +52,7 @@ const SETTING_VARS = {
   maxMessageSize: 'WSEDGE_MAX_MESSAGE_SIZE',   // bytes (k/m/g suffix): larger message -> 1009
   sessionTimeout: 'WSEDGE_WEBSOCKET_TIMEOUT',  // seconds: lifetime, then 4000 "timeout" (0: none)
   allowOrigins: 'WSEDGE_ALLOW_ORIGINS',        // comma-separated origins, or "*"
+  historyFlushMs: 'WSEDGE_HISTORY_FLUSH_MS',   // ms a room's history rows may wait for one commit (0: each at once)
 };
 
 function settingError(name, v, why) {
@@ -70,11 +71,13 @@ function parseSetting(key, v, name) {
   }
   const m = /^(\d+)([kmg])?$/i.exec(str);
   if (!m || (m[2] && key !== 'maxMessageSize')) {
-    throw settingError(name, v, key === 'maxMessageSize' ? 'expected a byte count (e.g. 65536, 64k, 16m)' : 'expected whole seconds');
+    throw settingError(name, v, key === 'maxMessageSize' ? 'expected a byte count (e.g. 65536, 64k, 16m)'
+      : key === 'historyFlushMs' ? 'expected whole milliseconds' : 'expected whole seconds');
   }
   const n = Number(m[1]) * (m[2] ? 1024 ** ' kmg'.indexOf(m[2].toLowerCase()) : 1);
   if (key === 'maxMessageSize' && (n < 1 || n > 2 ** 30)) throw settingError(name, v, 'must be 1..1g');
   if (key === 'sessionTimeout' && n > 2000000) throw settingError(name, v, 'must be 0..2000000');
+  if (key === 'historyFlushMs' && n > 1000) throw settingError(name, v, 'must be 0..1000');
   return n;
 }
 
@@ -109,7 +112,7 @@ const REQUIRED = ['wsx_new', 'wsx_free', 'wsx_result', 'wsx_input', 'wsx_validat
   'wsx_open', 'wsx_message', 'wsx_close', 'wsx_error', 'wsx_http', 'wsx_seed', 'wsx_restore', 'wsx_sid', 'wsx_find',
   'wsx_send_to', 'wsx_sessions', 'wsx_route_info', 'wsx_heap_used', 'wsx_heap_size', 'wsx_start', 'wsx_expire',
   'wsx_max_message', 'wsx_session_end', 'wsx_heartbeat', 'wsx_wire_code', 'wsx_timers_run', 'wsx_timer_next',
-  'wsx_timer_load', 'wsx_history_load'];
+  'wsx_timer_load', 'wsx_history_load', 'wsx_history_floor'];
 
 // ---- modules: one instance per module per isolate ---------------------------
 
@@ -256,7 +259,7 @@ const ENTROPY = new Uint8Array(1024);
 let entropyAt = ENTROPY.length;
 
 export class WsedgeContext {
-  /** settings: { maxMessageSize, sessionTimeout, allowOrigins } (see settingsFrom). */
+  /** settings: { maxMessageSize, sessionTimeout, allowOrigins, historyFlushMs } (see settingsFrom). */
   constructor(core, settings = {}) {
     this.hs = []; // header names and values of the request being packed
     this.core = core;
@@ -307,6 +310,11 @@ export class WsedgeContext {
   /** Re-create a history entry from a stored record (a HISTORY action's); 0 or a negative error. */
   loadHistory(rec) {
     return this.core.x.wsx_history_load(this.ptr, this.putData(rec));
+  }
+
+  /** Number every room's next event above seq (after loading history). */
+  historyFloor(seq) {
+    this.core.x.wsx_history_floor(this.ptr, seq % 2 ** 32, Math.floor(seq / 2 ** 32));
   }
 
   /** Release the context and every session in it. */
@@ -694,17 +702,18 @@ class SocketHost {
     return h === undefined ? -1 : h;
   }
 
-  // Never throws out of a handler. A socket that is closing or closed
-  // (restored during a wake so its own close can be processed) is skipped:
-  // its webSocketClose ends the session with the peer's code. A send that
-  // fails on an open socket ends that session as abnormal (1006).
+  // Never throws out of a handler. A send that fails on an open socket ends
+  // that session as abnormal (1006); on a socket that is closing or closed
+  // (restored during a wake so its own close can be processed) it is
+  // skipped: its webSocketClose ends the session with the peer's code. The
+  // state is read only then: a getter per member per broadcast is not free.
   send(h, msg) {
     const ws = this.sockets[h];
-    if (!ws || ws.readyState >= NOT_OPEN) return;
+    if (!ws) return;
     try {
       ws.send(msg);
     } catch {
-      this.ended.push([h, 1006, '']);
+      if (ws.readyState < NOT_OPEN) this.ended.push([h, 1006, '']);
     }
   }
 
@@ -1047,6 +1056,7 @@ const durableApps = new Map();
 const reclaim = typeof FinalizationRegistry === 'function'
   ? new FinalizationRegistry(({ key, host }) => {
     if (durableApps.get(key) === host) durableApps.delete(key);
+    if (host.flushTimer) host.flush(undefined, true);
     host.cx.free();
   })
   : null;
@@ -1059,12 +1069,21 @@ export function durableContexts() {
 const ALARM_KEY = 'wsedge:alarm';
 const TIMERS_KEY = 'wsedge:timers'; // set once the object has stored a timer
 const HISTORY_KEY = 'wsedge:history'; // set once it has stored an event
+const SEQ_KEY = 'wsedge:seq-reserved'; // numbers given may reach it while rows are queued
+const FLOOR_KEY = 'wsedge:seq-floor'; // every room numbers above it (a lost write window)
+const SEQ_RESERVE = 1000;
+const INSERT_ROWS = Object.fromEntries([1, 4, 16].map((k) => [k,
+  `INSERT OR REPLACE INTO wsedge_events (room, slot, seq, rec) VALUES ${Array(k).fill('(?, ?, ?, ?)').join(', ')}`]));
 
 class DurableHost extends SocketHost {
   constructor(core, state, gone, settings) {
     super(new WsedgeContext(core, settings));
     this.state = state;
     this.gone = gone; // sockets whose session ended (outlives the context)
+    this.flushMs = settings.historyFlushMs ?? 10;
+    this.pending = []; // history rows queued for the window's commit, in order
+    this.flushTimer = null;
+    this.reserved = 0; // SEQ_KEY as stored (0: none)
     // the alarm this object has set (kept beside it: a wake knows it at once)
     const kv = state.storage?.kv;
     try { this.armed = Number(kv?.get(ALARM_KEY)) || 0; } catch { this.armed = 0; }
@@ -1073,23 +1092,89 @@ class DurableHost extends SocketHost {
   }
 
   // A room's history (wse_history_add) in the object's SQLite storage: one
-  // row per event, the last WSE_HISTORY_MAX (100) per room, loaded by a new context
-  // (its sequence numbers go on across hibernation, eviction, restarts).
+  // row per event, the last WSE_HISTORY_MAX (100) per room, loaded by a new
+  // context (its sequence numbers go on across hibernation, eviction,
+  // restarts). Written behind: every SQLite commit costs the object ~150 µs
+  // of CPU (a join + leave cycle paid two), so an event that finds a write
+  // window open only queues its row, and the window's timer stores them
+  // all in one commit `historyFlushMs` later (0: each row with its event).
+  // The first event of a window is stored with its event. A number a
+  // queued row carries is first covered by a reservation stored with its
+  // event (SEQ_KEY, 1,000 numbers at a time): should the object die before
+  // the window's commit, its next context numbers above the reservation,
+  // so no number is ever given twice (the unstored events are lost: a
+  // client resuming from before them sees the jump).
   history(rec, slot) {
-    const st = this.state.storage;
     if (!this.sqlite()) return;
-    if (!this.historyReady) {
-      st.sql.exec('CREATE TABLE IF NOT EXISTS wsedge_events (room BLOB NOT NULL, slot INTEGER NOT NULL, seq INTEGER NOT NULL, rec BLOB NOT NULL, PRIMARY KEY (room, slot))');
-      try { st.kv?.put(HISTORY_KEY, 1); } catch { /* no sync KV: loaded on every wake */ }
-      this.historyReady = true;
-    }
     const rn = rec[1], room = rec.slice(2, 2 + rn).buffer;
     let seq = 0;
     for (let i = 7; i >= 0; i--) seq = seq * 256 + rec[2 + rn + i];
+    const row = [room, slot, seq, rec.buffer];
+    const kv = this.state.storage.kv;
+    if (!this.flushTimer || this.flushMs <= 0 || !kv) {
+      this.storeRows([row]);
+      if (this.flushMs > 0) this.flushTimer = setTimeout(() => this.flush(), this.flushMs);
+      return;
+    }
+    if (seq > this.reserved) {
+      this.reserved = seq + SEQ_RESERVE;
+      kv.put(SEQ_KEY, this.reserved);
+    }
+    // in order: a slot's newer event replaces an older one of the same
+    // window as it does across windows (INSERT OR REPLACE, row by row)
+    this.pending.push(row);
+  }
+
+  storeRows(rows, storage = this.state.storage) {
+    if (!this.historyReady) {
+      storage.sql.exec('CREATE TABLE IF NOT EXISTS wsedge_events (room BLOB NOT NULL, slot INTEGER NOT NULL, seq INTEGER NOT NULL, rec BLOB NOT NULL, PRIMARY KEY (room, slot))');
+      try { storage.kv?.put(HISTORY_KEY, 1); } catch { /* no sync KV: loaded on every wake */ }
+      this.historyReady = true;
+    }
     // the core's ring of WSE_HISTORY_MAX slots per room: an event replaces
     // the one that many before it, one statement per event and no deletes
-    st.sql.exec('INSERT OR REPLACE INTO wsedge_events (room, slot, seq, rec) VALUES (?, ?, ?, ?)',
-      room, slot, seq, rec.buffer);
+    // (a window's rows in statements of 16, 4 and 1 rows: three texts for
+    // the runtime's statement cache, a sixteenth of the calls)
+    for (let i = 0; i < rows.length;) {
+      const k = rows.length - i >= 16 ? 16 : rows.length - i >= 4 ? 4 : 1;
+      storage.sql.exec(INSERT_ROWS[k], ...rows.slice(i, i + k).flat());
+      i += k;
+    }
+  }
+
+  /**
+   * Store the queued rows now (one commit) and end the reservation once a
+   * window passes with nothing queued. `storage`: a new instance of the
+   * object storing what its evicted predecessor had queued. Returns false
+   * when the storage refused (the rows are dropped; the reservation stays).
+   */
+  flush(storage = this.state.storage, final = false) {
+    clearTimeout(this.flushTimer);
+    this.flushTimer = null;
+    try {
+      if (this.pending.length) {
+        const rows = this.pending;
+        this.pending = [];
+        this.storeRows(rows, storage);
+        if (!final) { // busy: the window stays open, the reservation held
+          this.flushTimer = setTimeout(() => this.flush(), this.flushMs);
+          return true;
+        }
+      }
+      if (this.reserved) {
+        storage.kv.delete(SEQ_KEY);
+        this.reserved = 0;
+      }
+      // the window closed: a room that emptied inside it gives its context back now
+      const idle = this.onIdle;
+      this.onIdle = null;
+      if (idle && !final) idle();
+      return true;
+    } catch (e) {
+      this.pending = [];
+      console.error(`wsedge: room history could not be stored (${e && e.message ? e.message : e}): events since the last write are lost, numbering goes on above them`);
+      return false;
+    }
   }
 
   // The rows of a table this object has written (its KV flag is set), else none.
@@ -1108,6 +1193,22 @@ class DurableHost extends SocketHost {
       if (rc < 0) console.error(`wsedge: a stored history entry could not be loaded (error ${rc}): skipped`);
     }
     this.historyReady = rows.length > 0;
+    // a reservation left behind: the last context died with rows queued
+    // (numbers up to it may have been given); kept as the floor for good
+    const kv = this.state.storage?.kv;
+    if (!kv) return;
+    let floor = 0;
+    try {
+      floor = Number(kv.get(FLOOR_KEY)) || 0;
+      const left = Number(kv.get(SEQ_KEY)) || 0;
+      if (left > floor) {
+        floor = left;
+        kv.put(FLOOR_KEY, floor);
+        console.error(`wsedge: room history events after the last write were lost (the object ended inside a write window): numbering goes on above ${floor}`);
+      }
+      if (left) kv.delete(SEQ_KEY);
+    } catch { /* no sync KV */ }
+    if (floor) this.cx.historyFloor(floor);
   }
 
   // Session lifetimes and the app's timers at the edge: the object's alarm
@@ -1243,8 +1344,9 @@ export class DurableSessions {
     this.state = state;
     this.key = String(state.id);
     const prev = durableApps.get(this.key);
-    if (prev) {
+    if (prev) { // evicted in this isolate: what it had queued is stored by its successor
       durableApps.delete(this.key);
+      prev.flush(state.storage, true);
       prev.cx.free();
     }
     this.gone = new WeakSet();
@@ -1284,14 +1386,36 @@ export class DurableSessions {
     if (Array.isArray(v) && v.length === 2) this.context.seed(Number(v[0]) || 0, Number(v[1]) || 0);
   }
 
+  /**
+   * Store the room's queued history rows now, in one commit (they are
+   * written behind, at most historyFlushMs after their events): e.g.
+   * before the object aborts itself. Returns false if the storage refused.
+   */
+  flushHistory() {
+    const host = this._host;
+    if (!host) return true;
+    host.onIdle = null;
+    const ok = host.flush(undefined, true);
+    this.release(); // a room that emptied inside the window
+    return ok;
+  }
+
   /** After an event: a room without sessions gives its context back. */
   release() {
     const host = this._host;
     if (!host || host.ended.length || host.cx.sessions() !== 0) return;
+    // inside a write window the context is kept (a room that empties and
+    // fills again, as 1:1 rooms do, need not load its history back): the
+    // window's end releases it
+    if (host.flushTimer) {
+      host.onIdle = () => this.release();
+      return;
+    }
     const { wakes, restored } = host.cx.counters();
     this.saved = [wakes, restored];
     reclaim?.unregister(host);
     if (durableApps.get(this.key) === host) durableApps.delete(this.key);
+    host.flush(undefined, true); // the next context loads the rows back
     host.cx.free();
     this._host = null;
   }

@@ -503,6 +503,11 @@ WSX_EXPORT("wsx_history_load") int wsx_history_load(wsx_t *x, size_t n) {
   return n > x->in_cap ? WSE_EINVAL : wse_app_history_load(x->app, x->in, n);
 }
 
+/* Number the rooms' next events above seq (hi:lo): see wse_app_history_floor. */
+WSX_EXPORT("wsx_history_floor") void wsx_history_floor(wsx_t *x, uint32_t lo, uint32_t hi) {
+  wse_app_history_floor(x->app, (uint64_t)hi << 32 | lo);
+}
+
 /* The app's heartbeat ping (pong = 0) or pong (1), NUL-terminated, or 0:
  * the shim gives the pair to the runtime (setWebSocketAutoResponse). */
 WSX_EXPORT("wsx_heartbeat") const char *wsx_heartbeat(wsx_t *x, int pong) {

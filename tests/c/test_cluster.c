@@ -1354,6 +1354,32 @@ static void test_history_deliver(void) {
   wse_app_free(B);
 }
 
+/* wse_app_history_floor (the edge's lost write window): rooms with history
+ * and rooms made later number above it; a lower floor lowers nothing. */
+static void test_history_floor(void) {
+  wse_app_t *B = chat_node(2, NULL);
+  int32_t hb = ws_connect(B, "/chat/r1?name=bob", 2, TS);
+  CHECK(hb >= 0);
+  drain(B);
+  CHECK_EQ(n_hist_recs, 1);
+  CHECK_EQ(hist_seqs[0], 1);
+  wse_app_history_floor(B, 1000);
+  CHECK_EQ(ws_text(B, hb, "a", TS + 1), WSE_OK);
+  drain(B);
+  CHECK_EQ(n_hist_recs, 1);
+  CHECK_EQ(hist_seqs[0], 1001);
+  wse_app_history_floor(B, 500);
+  CHECK_EQ(ws_text(B, hb, "b", TS + 2), WSE_OK);
+  drain(B);
+  CHECK_EQ(hist_seqs[0], 1002);
+  int32_t hc = ws_connect(B, "/chat/r2?name=cy", 3, TS + 3); /* a new room */
+  CHECK(hc >= 0);
+  drain(B);
+  CHECK_EQ(n_hist_recs, 1);
+  CHECK_EQ(hist_seqs[0], 1001);
+  wse_app_free(B);
+}
+
 int main(void) {
   test_ids();
   test_broadcast();
@@ -1362,6 +1388,7 @@ int main(void) {
   test_chat_history();
   test_malformed();
   test_history_deliver();
+  test_history_floor();
   CHECK(frames_ok);
   recs_reset();
   pubs_reset();

@@ -12,9 +12,23 @@ async function member(r, name, since) {
   return c;
 }
 const ev = async (c) => JSON.parse(await c.next());
-const rows = (r) => runInDurableObject(stub(r), (obj, state) => {
+// rows are written behind (historyFlushMs): what storage holds once the
+// room's queued rows are stored
+const stored = (state) => {
   try { return state.storage.sql.exec('SELECT count(*) AS n, max(seq) AS top FROM wsedge_events').toArray()[0]; } catch { return { n: 0, top: null }; }
+};
+const rows = (r) => runInDurableObject(stub(r), (obj, state) => {
+  obj.sessions.flushHistory();
+  return stored(state);
 });
+// rows as they are, nothing forced; and the reservation a queued row stands on
+const rowsNow = (r) => runInDurableObject(stub(r), (obj, state) => ({
+  ...stored(state), reserved: state.storage.kv.get('wsedge:seq-reserved') ?? 0,
+  queued: obj.sessions._host ? obj.sessions._host.pending.length : 0,
+}));
+// a long write window for this room's context (the default is 10 ms)
+const longWindow = (r) => runInDurableObject(stub(r), (obj) => { obj.sessions.host.flushMs = 60000; });
+const sleep = (ms) => new Promise((res) => setTimeout(res, ms));
 async function push(r, text) {
   const res = await SELF.fetch(`${BASE}/chat/${r}/messages`, { method: 'POST', body: text });
   await res.arrayBuffer(); // a body left unread keeps the request open (and eviction waiting)
@@ -81,6 +95,108 @@ describe('history', () => {
     expect(await ev(d)).toMatchObject({ type: 'join', name: 'di', seq: 133 });
     const f = await member(room('hist-fresh'), 'fr', 0);
     expect(await ev(f)).toMatchObject({ type: 'join', seq: 1 });
+  });
+
+  it('rows are written behind, one commit per window; an instance reset inside the window has its successor store them', async () => {
+    const r = room('hist-behind');
+    const a = await member(r, 'ann');
+    expect(await ev(a)).toMatchObject({ type: 'join', seq: 1 });
+    await longWindow(r);
+    await sleep(50); // the default window the join opened has closed
+    expect(await rowsNow(r)).toEqual({ n: 1, top: 1, reserved: 0, queued: 0 });
+    for (let i = 0; i < 5; i++) {
+      a.send(`m${i}`);
+      expect(await ev(a)).toMatchObject({ type: 'message', text: `m${i}`, seq: 2 + i });
+    }
+    // the first event of the window is stored with it; the others wait, a
+    // reservation stored with the first of them covering their numbers
+    expect(await rowsNow(r)).toEqual({ n: 2, top: 2, reserved: 3 + 1000, queued: 4 });
+    // reset (as by a code update: its sockets drop): no hibernation while
+    // the window's timer is pending, but a reset does not wait for it
+    await runInDurableObject(stub(r), (obj, state) => state.abort('reset')).catch(() => {});
+    expect((await a.closeEvent()).code).toBe(1006);
+    // the new instance stored what the reset one had queued, and ended the reservation
+    expect(await rowsNow(r)).toEqual({ n: 6, top: 6, reserved: 0, queued: 0 });
+    const b = await member(r, 'bob', 1);
+    const got = [];
+    for (let i = 0; i < 6; i++) got.push(await ev(b));
+    expect(got.map((e) => [e.type, e.seq])).toEqual([['message', 2], ['message', 3], ['message', 4], ['message', 5], ['message', 6], ['join', 7]]); // no jump
+  });
+
+  it('with the default window the rows reach storage by themselves, and the reservation ends', async () => {
+    const r = room('hist-timer');
+    const a = await member(r, 'ann');
+    await a.next();
+    for (let i = 0; i < 20; i++) a.send(`m${i}`);
+    for (let i = 0; i < 20; i++) await a.next();
+    let now;
+    for (let t = 0; t < 100; t++) { // bounded: 100 x 20 ms
+      now = await rowsNow(r);
+      if (now.n === 21 && !now.queued && !now.reserved) break;
+      await sleep(20);
+    }
+    expect(now).toEqual({ n: 21, top: 21, reserved: 0, queued: 0 });
+  });
+
+  it('more than 100 events inside one window: the last 100 are stored, in their slots', async () => {
+    const r = room('hist-wrap');
+    const a = await member(r, 'ann');
+    await a.next();
+    await longWindow(r);
+    await sleep(50);
+    for (let i = 0; i < 150; i++) a.send(`m${i}`);
+    for (let i = 0; i < 150; i++) await a.next();
+    expect((await rowsNow(r)).queued).toBeGreaterThan(100);
+    expect(await rows(r)).toEqual({ n: 100, top: 151 });
+    const seqs = await runInDurableObject(stub(r), (obj, state) =>
+      state.storage.sql.exec('SELECT seq, slot FROM wsedge_events ORDER BY seq').toArray());
+    expect(seqs.map((x) => x.seq)).toEqual(Array.from({ length: 100 }, (_, i) => 52 + i));
+    expect(seqs.every((x) => x.slot === x.seq % 100)).toBe(true);
+    await evictDurableObject(stub(r));
+    const c = await member(r, 'cy', 140);
+    for (let s = 141; s <= 151; s++) expect((await ev(c)).seq).toBe(s);
+    expect(await ev(c)).toMatchObject({ type: 'join', seq: 152 });
+  });
+
+  it('an object that dies inside a window loses those events, never a number', async () => {
+    const r = room('hist-lost');
+    const a = await member(r, 'ann');
+    await a.next(); // 1
+    await longWindow(r);
+    await sleep(50);
+    for (let i = 0; i < 4; i++) a.send(`m${i}`);
+    for (let i = 0; i < 4; i++) await a.next(); // 2 stored, 3..5 queued
+    expect(await rowsNow(r)).toEqual({ n: 2, top: 2, reserved: 1003, queued: 3 });
+    // the instance dies before its window's commit: what it queued is gone
+    // (as when the runtime restarts it), its reservation is stored
+    await runInDurableObject(stub(r), (obj) => {
+      const host = obj.sessions.host;
+      clearTimeout(host.flushTimer);
+      host.flushTimer = null;
+      host.pending = [];
+      host.reserved = 0;
+    });
+    await evictDurableObject(stub(r));
+    a.send('after');
+    const after = await ev(a);
+    expect(after).toMatchObject({ type: 'message', text: 'after', seq: 1004 }); // above every number given
+    const b = await member(r, 'bob', 1);
+    expect(await ev(b)).toMatchObject({ seq: 2, text: 'm0' });
+    expect(await ev(b)).toMatchObject({ seq: 1004, text: 'after' }); // 3..5 lost: the jump says so
+    expect(await ev(b)).toMatchObject({ type: 'join', seq: 1005 });
+    expect(await ev(a)).toMatchObject({ type: 'join', seq: 1005 });
+    // the floor is kept for good (every context of the object applies it
+    // to every room), the reservation ended
+    b.ws.close(1000);
+    await b.closeEvent();
+    expect(await ev(a)).toMatchObject({ type: 'leave', seq: 1006 });
+    a.ws.close(1000);
+    await a.closeEvent();
+    await rows(r); // the window ends: the context goes
+    const c = await member(r, 'cy');
+    expect(await ev(c)).toMatchObject({ type: 'join', seq: 1007 }); // a's leave told no one: unnumbered
+    expect(await runInDurableObject(stub(r), (obj, state) => [state.storage.kv.get('wsedge:seq-floor'), state.storage.kv.get('wsedge:seq-reserved')]))
+      .toEqual([1003, undefined]);
   });
 
   it('a bad since is refused with 400 JSON', async () => {

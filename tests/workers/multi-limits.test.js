@@ -104,6 +104,12 @@ describe('settings: options.config, then wrangler vars over it', () => {
     expect(() => new WsedgeApp(short.module, { config: { maxMessageSize: 'lots' } })).toThrow(/invalid config\.maxMessageSize 'lots'/);
     expect(() => app.useEnv({ WSEDGE_WEBSOCKET_TIMEOUT: '1m' })).toThrow(/invalid WSEDGE_WEBSOCKET_TIMEOUT '1m'/);
     expect(() => app.useEnv({ WSEDGE_ALLOW_ORIGINS: 'ftp://x' })).toThrow(/invalid WSEDGE_ALLOW_ORIGINS 'ftp:\/\/x'/);
+    const h = new WsedgeApp(short.module, { config: { historyFlushMs: 0 } });
+    expect(h.settings).toEqual({ historyFlushMs: 0 });
+    h.useEnv({ WSEDGE_HISTORY_FLUSH_MS: '250' });
+    expect(h.settings).toEqual({ historyFlushMs: 250 });
+    expect(() => h.useEnv({ WSEDGE_HISTORY_FLUSH_MS: '2000' })).toThrow(/invalid WSEDGE_HISTORY_FLUSH_MS '2000': must be 0\.\.1000/);
+    expect(() => h.useEnv({ WSEDGE_HISTORY_FLUSH_MS: '1s' })).toThrow(/invalid WSEDGE_HISTORY_FLUSH_MS '1s': expected whole milliseconds/);
   });
 
   it('allowed origins from a var are the core\'s Origin check (403 JSON for others)', async () => {

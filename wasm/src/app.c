@@ -1727,6 +1727,12 @@ int wse_app_history_load(wse_app_t *a, const uint8_t *p, size_t n) {
   return rc;
 }
 
+void wse_app_history_floor(wse_app_t *a, uint64_t seq) {
+  if (seq > a->seq_floor) a->seq_floor = seq;
+  for (size_t i = 0; i < a->n_rm; i++)
+    if (a->rm[i].len && a->rm[i].seq < seq) a->rm[i].seq = seq;
+}
+
 /* ---- HTTP helpers ----------------------------------------------------- */
 
 long wse_query_param(wse_str_t t, const char *key, char *out, size_t cap) {

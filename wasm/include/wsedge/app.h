@@ -398,6 +398,11 @@ void wse_app_history_limit(wse_app_t *app, size_t max_bytes);
  * u8 room length, room, u64 seq (LE), event); records of a room must come
  * in increasing seq order. No action is queued. WSE_EINVAL otherwise. */
 int wse_app_history_load(wse_app_t *app, const uint8_t *rec, size_t n);
+/* Number every room's next event above `seq` (rooms made later too): for a
+ * host that may have lost events it had not stored yet (the edge writes
+ * history behind, see README), so that no number is ever given twice.
+ * Call it after loading the stored records. Lowers nothing. */
+void wse_app_history_floor(wse_app_t *app, uint64_t seq);
 
 /* Send to a session from outside a handler (timers, other threads). */
 int wse_app_send_to(wse_app_t *app, const wse_sid_t *id, unsigned opcode,
