@@ -10,11 +10,13 @@
  * to a small per-thread cache. */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
+#include <errno.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/socket.h>
 #include <time.h>
 #ifdef __linux__
 #include <linux/sockios.h>
@@ -261,6 +263,15 @@ static void on_shutdown(uv_shutdown_t *req, int status) {
 static void drained(wsn_thread_t *t, wsn_conn_t *c) {
   if (c->flags & WSN_F_SHUT) {
     c->flags &= (uint8_t)~WSN_F_SHUT;
+    /* nothing left in libuv's queue either: shutdown(2) at once. uv_shutdown
+     * would wait for a POLLOUT it asks the poller for (one epoll_ctl per
+     * connection, a malloc) to find the queue it already is empty. */
+    uv_os_fd_t fd;
+    if (!uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) &&
+        !uv_fileno((uv_handle_t *)&c->tcp, &fd)) {
+      if (shutdown(fd, SHUT_WR) != 0 && errno != ENOTCONN) close_now(t, c);
+      return;
+    }
     uv_shutdown_t *r = malloc(sizeof *r);
     if (!r || uv_shutdown(r, (uv_stream_t *)&c->tcp, on_shutdown) != 0) {
       free(r);
@@ -854,7 +865,9 @@ void wsn_on_connection(uv_stream_t *server, int status) {
   c->state = WSN_ST_HTTP;
   c->open_ms = wsn_now_ms32(t);
   c->deadline_s = wsn_now_s(t) + srv->opts.cfg.handshake_timeout_s;
-  uv_tcp_nodelay(&c->tcp, 1);
+#ifndef __linux__
+  uv_tcp_nodelay(&c->tcp, 1); /* Linux: the listener's, inherited */
+#endif
   e = uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
   if (e) close_now(t, c);
   if (t->stopping) close_now(t, c);
