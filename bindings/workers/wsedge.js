@@ -587,10 +587,10 @@ export class WsedgeContext {
       const dp = w[t + 4], dl = w[t + 5], rp = w[t + 6] >>> 2, rn = w[t + 7];
       switch (type) {
         case ACT_SEND:
-          host.send(target, op === OP_TEXT ? dec.decode(u8.subarray(dp, dp + dl)) : u8.slice(dp, dp + dl));
+          host.send(target, op === OP_TEXT ? dec.decode(u8.subarray(dp, dp + dl)) : u8.slice(dp, dp + dl).buffer);
           break;
         case ACT_BROADCAST: {
-          const msg = op === OP_TEXT ? dec.decode(u8.subarray(dp, dp + dl)) : u8.slice(dp, dp + dl);
+          const msg = op === OP_TEXT ? dec.decode(u8.subarray(dp, dp + dl)) : u8.slice(dp, dp + dl).buffer; // one ArrayBuffer for every member
           for (let k = 0; k < rn; k++) host.send(w[rp + k], msg);
           break;
         }
