@@ -68,7 +68,7 @@ export async function startWrangler(c, round) {
     if (exited) { await stop(); throw new Error(`wrangler dev exited during start (${JSON.stringify(exited)}); see ${c.serverLog}`); }
     try {
       const r = await fetch(`http://127.0.0.1:${port}/healthz`, { signal: AbortSignal.timeout(2000) });
-      if (r.ok) return { port, pids: descendants(child.pid), stop };
+      if (r.ok) return { port, inspector, pids: descendants(child.pid), stop };
     } catch { /* not yet */ }
     await c.sleep(250);
   }
