@@ -9,10 +9,9 @@
 // Needs build/wsedge.wasm and build/bench/loadgen (bench/setup).
 import { spawn } from "node:child_process";
 import fs from "node:fs";
-import net from "node:net";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-import { startWrangler } from "./run.mjs";
+import { standaloneContext, startWrangler } from "./run.mjs";
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
 const LOADGEN = path.join(ROOT, "build/bench/loadgen");
@@ -22,13 +21,7 @@ const scen = process.argv[5] || "connect";
 const PATHS = { wsedge: (r) => `/chat/${r}`, plain: (r) => `/plain/chat/${r}`, party: (r) => `/parties/party-rooms/${r}` };
 for (const k of kinds) if (!PATHS[k]) throw new Error(`unknown kind ${k} (wsedge, plain, party)`);
 const LIVE = new Set();
-const c = {
-  root: ROOT, SERVER_CPU: "0", serverLog: path.join(ROOT, "build/bench/ab-server.log"),
-  freePort: () => new Promise((res) => { const s = net.createServer(); s.listen(0, "127.0.0.1", () => { const p = s.address().port; s.close(() => res(p)); }); }),
-  pinned: (cpu, cmd, args) => ["taskset", ["-c", cpu, cmd, ...args]],
-  track: (ch) => { LIVE.add(ch); ch.once("exit", () => LIVE.delete(ch)); },
-  sleep: (ms) => new Promise((r) => setTimeout(r, ms)),
-};
+const c = standaloneContext(ROOT, "ab-server.log", LIVE);
 const args = (k, room, seconds) => [...(scen === "connect"
   ? ["connect", "--concurrency", "20"]
   : ["broadcast", "--conns", "200", "--senders", "2", "--window", "16", "--size", "32", "--settle", "1", "--open-concurrency", "32"]),
@@ -50,7 +43,6 @@ const cpuOf = (pids) => pids.map((p) => {
 const med = (xs) => { const s = [...xs].sort((a, b) => a - b); return s[(s.length - 1) >> 1]; };
 const stopAll = () => { for (const ch of LIVE) try { ch.kill("SIGKILL"); } catch { /* gone */ } };
 process.once("SIGINT", () => { stopAll(); process.exit(130); });
-fs.mkdirSync(path.dirname(c.serverLog), { recursive: true });
 
 const w = await startWrangler(c, "ab");
 port = w.port;

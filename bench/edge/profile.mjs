@@ -7,25 +7,17 @@
 //   node bench/edge/profile.mjs [wsedge|plain|party] [connect|broadcast] [SECONDS=4]
 import { spawn } from "node:child_process";
 import fs from "node:fs";
-import net from "node:net";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import WebSocket from "ws";
-import { startWrangler } from "./run.mjs";
+import { standaloneContext, startWrangler } from "./run.mjs";
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
 const kind = process.argv[2] || "wsedge", scen = process.argv[3] || "connect", dur = process.argv[4] || "4";
 const PATHS = { wsedge: "/chat/p1", plain: "/plain/chat/p1", party: "/parties/party-rooms/p1" };
 if (!PATHS[kind]) throw new Error(`unknown kind ${kind}`);
 const LIVE = new Set();
-const c = {
-  root: ROOT, SERVER_CPU: "0", serverLog: path.join(ROOT, "build/bench/profile-server.log"),
-  freePort: () => new Promise((res) => { const s = net.createServer(); s.listen(0, "127.0.0.1", () => { const p = s.address().port; s.close(() => res(p)); }); }),
-  pinned: (cpu, cmd, args) => ["taskset", ["-c", cpu, cmd, ...args]],
-  track: (ch) => { LIVE.add(ch); ch.once("exit", () => LIVE.delete(ch)); },
-  sleep: (ms) => new Promise((r) => setTimeout(r, ms)),
-};
-fs.mkdirSync(path.dirname(c.serverLog), { recursive: true });
+const c = standaloneContext(ROOT, "profile-server.log", LIVE);
 const w = await startWrangler(c, "profile");
 let profile;
 try {

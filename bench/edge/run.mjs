@@ -32,6 +32,23 @@ function descendants(pid) {
   return out;
 }
 
+// The context startWrangler needs, for a tool run on its own (ab.mjs,
+// profile.mjs): wrangler dev pinned to CPU 0, the log under build/bench,
+// every child it is handed in `live` (the caller stops those it started).
+export function standaloneContext(root, logName, live) {
+  fs.mkdirSync(path.join(root, "build/bench"), { recursive: true });
+  return {
+    root, SERVER_CPU: "0", serverLog: path.join(root, "build/bench", logName),
+    freePort: () => import("node:net").then((m) => new Promise((res) => {
+      const s = m.createServer();
+      s.listen(0, "127.0.0.1", () => { const p = s.address().port; s.close(() => res(p)); });
+    })),
+    pinned: (cpu, cmd, args) => ["taskset", ["-c", cpu, cmd, ...args]],
+    track: (ch) => { live.add(ch); ch.once("exit", () => live.delete(ch)); },
+    sleep: (ms) => new Promise((r) => setTimeout(r, ms)),
+  };
+}
+
 export async function startWrangler(c, round) {
   const port = await c.freePort();
   const inspector = await c.freePort();
