@@ -1194,12 +1194,15 @@ static void *thr_main(void *arg) {
     int ph = phase();
     t->now = now_ns();
     if (ph != last_ph) {
+      /* traffic starts at WARMUP, or at MEASURE when a --warmup 0 run went
+       * past WARMUP between two looks at the phase */
+      int start = (ph == PH_WARMUP || ph == PH_MEASURE) && last_ph < PH_WARMUP;
       last_ph = ph;
-      if (ph == PH_WARMUP && O.scen == SC_ECHO)
+      if (start && O.scen == SC_ECHO)
         for (int i = 0; i < t->nconns; i++)
           if (t->conns[i]->state == C_OPEN)
             for (int k = 0; k < O.inflight; k++) echo_send(t->conns[i]);
-      if (ph == PH_WARMUP && O.scen == SC_CONNECT)
+      if (start && O.scen == SC_CONNECT)
         for (int i = 0; i < t->nconns; i++) start_connect(t->conns[i]);
       if (ph == PH_STOP) {
         stop_at = t->now + 2000000000ull;
