@@ -1083,6 +1083,7 @@ class DurableHost extends SocketHost {
     this.flushMs = settings.historyFlushMs ?? 10;
     this.pending = []; // history rows queued for the window's commit, in order
     this.flushTimer = null;
+    this.deferred = null; // a write to make with the window's commit (the wake count)
     this.reserved = 0; // SEQ_KEY as stored (0: none)
     // the alarm this object has set (kept beside it: a wake knows it at once)
     const kv = state.storage?.kv;
@@ -1142,6 +1143,17 @@ class DurableHost extends SocketHost {
     }
   }
 
+  // Run fn with the window's commit (at once when rows are not written
+  // behind): a write no event's output has to wait for.
+  defer(fn) {
+    if (this.flushMs <= 0) {
+      fn();
+      return;
+    }
+    this.deferred = fn;
+    this.flushTimer ??= setTimeout(() => this.flush(), this.flushMs);
+  }
+
   /**
    * Store the queued rows now (one commit) and end the reservation once a
    * window passes with nothing queued. `storage`: a new instance of the
@@ -1151,6 +1163,9 @@ class DurableHost extends SocketHost {
   flush(storage = this.state.storage, final = false) {
     clearTimeout(this.flushTimer);
     this.flushTimer = null;
+    const d = this.deferred;
+    this.deferred = null;
+    if (d && storage === this.state.storage) d(); // (a successor keeps its own count)
     try {
       if (this.pending.length) {
         const rows = this.pending;
@@ -1425,7 +1440,13 @@ export class DurableSessions {
     const { handles } = this.context.restore(atts, sameWake);
     if (this.counters) {
       const { wakes, restored } = this.context.counters();
-      try { this.counters.put([wakes, restored]); } catch { /* storage refused: stats stay per instance */ }
+      const { counters } = this;
+      // written with the room's next history commit, not in the wake's own
+      // event: a write there holds the broadcast that woke the room until
+      // it commits (lost if the object dies first: a stat, one wake)
+      this.host.defer(() => {
+        try { counters.put([wakes, restored]); } catch { /* storage refused: stats stay per instance */ }
+      });
     }
     handles.forEach((h, i) => {
       if (h >= 0) {

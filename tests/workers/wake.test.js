@@ -2,7 +2,7 @@
 // (the leave must reach the others), and the lifetime wake/restore counters
 // that GET /chat/:room/stats reports across evictions (persisted in the
 // object's storage, fed to the core's stats).
-import { SELF, env, evictDurableObject } from 'cloudflare:test';
+import { SELF, env, evictDurableObject, runInDurableObject } from 'cloudflare:test';
 import { describe, expect, it } from 'vitest';
 import { BASE, SID, connect, room, stub, joinAll, stats } from './helpers.js';
 
@@ -66,6 +66,27 @@ describe('lifetime counters in GET /chat/:room/stats', () => {
       expect(m.closed).toBeNull();
       expect(m.pending()).toBe(0);
     }
+  });
+
+  it("the wake's count is stored with the next commit, not in the event that woke the room", async () => {
+    const r = room('wake-later');
+    const [a, b] = await joinAll(r, ['a', 'b']);
+    await evictDurableObject(stub(r));
+    // the wake happens inside this call (its first event), with a long window
+    const woke = await runInDurableObject(stub(r), (obj, state) => {
+      obj.sessions.host.flushMs = 60000;
+      obj.sessions.restore();
+      return { stored: state.storage.kv.get('wsedge:counters') ?? null, deferred: !!obj.sessions.host.deferred };
+    });
+    expect(woke).toEqual({ stored: null, deferred: true }); // nothing written in that event
+    expect(await stats(r)).toMatchObject({ wakes: 1, restored: 2 }); // counted all the same
+    const later = await runInDurableObject(stub(r), (obj, state) => {
+      obj.sessions.flushHistory();
+      return { stored: state.storage.kv.get('wsedge:counters') ?? null, deferred: !!obj.sessions.host.deferred };
+    });
+    expect(later).toEqual({ stored: [1, 2], deferred: false });
+    a.send(new Uint8Array([1, 2, 3]));
+    expect(new Uint8Array(await b.next())).toEqual(new Uint8Array([1, 2, 3]));
   });
 
   it('a room with no members wakes without counting (nothing restored)', async () => {
