@@ -64,7 +64,8 @@ const board = (tag) => `${tag}-${Math.random().toString(36).slice(2, 10)}`;
 const stub = (b) => env.CURSOR_BOARDS.get(env.CURSOR_BOARDS.idFromName(b));
 /** The object's lifetime wake count: the shim keeps [wakes, restored] in
  * the object's storage under 'wsedge:counters' (proof that it really woke). */
-const wakes = (b) => runInDurableObject(stub(b), async (_obj, state) => {
+const wakes = (b) => runInDurableObject(stub(b), async (obj, state) => {
+  obj.sessions.flushHistory(); // the count is written with the room's next commit
   const v = state.storage.kv ? state.storage.kv.get('wsedge:counters') : await state.storage.get('wsedge:counters');
   return v ? v[0] : 0;
 });
