@@ -1188,6 +1188,12 @@ class DurableHost extends SocketHost {
     } catch (e) {
       this.pending = [];
       console.error(`wsedge: room history could not be stored (${e && e.message ? e.message : e}): events since the last write are lost, numbering goes on above them`);
+      // their numbers were given: the floor for good, or a later clean
+      // window's end (which ends the reservation) would let them repeat
+      try {
+        const kv = storage.kv;
+        if (this.reserved && kv) kv.put(FLOOR_KEY, Math.max(Number(kv.get(FLOOR_KEY)) || 0, this.reserved));
+      } catch { /* storage refuses everything: the reservation stays as it was */ }
       return false;
     }
   }

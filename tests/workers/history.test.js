@@ -199,6 +199,31 @@ describe('history', () => {
       .toEqual([1003, undefined]);
   });
 
+  it('a window whose rows storage refuses: its numbers become the floor, never given again', async () => {
+    const r = room('hist-refused');
+    const a = await member(r, 'ann');
+    await a.next(); // 1
+    await longWindow(r);
+    await sleep(50);
+    for (let i = 0; i < 3; i++) a.send(`m${i}`);
+    for (let i = 0; i < 3; i++) await a.next(); // 2 stored, 3..4 queued, reservation 1003
+    const refused = await runInDurableObject(stub(r), (obj, state) => {
+      const host = obj.sessions.host;
+      host.storeRows = () => { throw new Error('refused'); }; // this instance's storage fails
+      const ok = obj.sessions.flushHistory();
+      delete host.storeRows;
+      return { ok, floor: state.storage.kv.get('wsedge:seq-floor'), reserved: state.storage.kv.get('wsedge:seq-reserved') ?? 0 };
+    });
+    expect(refused).toEqual({ ok: false, floor: 1003, reserved: 1003 });
+    a.send('next'); // this context numbers on (5); its row stored again as usual
+    expect(await ev(a)).toMatchObject({ text: 'next', seq: 5 });
+    a.ws.close(1000);
+    await a.closeEvent();
+    await rows(r);
+    const b = await member(r, 'bob'); // a new context: above the floor
+    expect(await ev(b)).toMatchObject({ type: 'join', seq: 1004 });
+  });
+
   it('a bad since is refused with 400 JSON', async () => {
     for (const since of ['abc', '-1', '01', '', '1.5', '99999999999999999999']) {
       const res = await upgrade(`/chat/${room('hist-bad')}?since=${since}`);
