@@ -28,6 +28,18 @@ const rowsNow = (r) => runInDurableObject(stub(r), (obj, state) => ({
 }));
 // a long write window for this room's context (the default is 10 ms)
 const longWindow = (r) => runInDurableObject(stub(r), (obj) => { obj.sessions.host.flushMs = 60000; });
+// ann joins room `name` (event 1), the room's windows made long, the join's
+// own (default) window left to close; then n messages from ann, each back
+async function annWithMessages(name, n) {
+  const r = room(name);
+  const a = await member(r, 'ann');
+  await a.next();
+  await longWindow(r);
+  await new Promise((res) => setTimeout(res, 50));
+  for (let i = 0; i < n; i++) a.send(`m${i}`);
+  for (let i = 0; i < n; i++) await a.next();
+  return { r, a };
+}
 const sleep = (ms) => new Promise((res) => setTimeout(res, ms));
 async function push(r, text) {
   const res = await SELF.fetch(`${BASE}/chat/${r}/messages`, { method: 'POST', body: text });
@@ -139,13 +151,7 @@ describe('history', () => {
   });
 
   it('more than 100 events inside one window: the last 100 are stored, in their slots', async () => {
-    const r = room('hist-wrap');
-    const a = await member(r, 'ann');
-    await a.next();
-    await longWindow(r);
-    await sleep(50);
-    for (let i = 0; i < 150; i++) a.send(`m${i}`);
-    for (let i = 0; i < 150; i++) await a.next();
+    const { r, a } = await annWithMessages('hist-wrap', 150);
     expect((await rowsNow(r)).queued).toBeGreaterThan(100);
     expect(await rows(r)).toEqual({ n: 100, top: 151 });
     const seqs = await runInDurableObject(stub(r), (obj, state) =>
@@ -159,13 +165,7 @@ describe('history', () => {
   });
 
   it('an object that dies inside a window loses those events, never a number', async () => {
-    const r = room('hist-lost');
-    const a = await member(r, 'ann');
-    await a.next(); // 1
-    await longWindow(r);
-    await sleep(50);
-    for (let i = 0; i < 4; i++) a.send(`m${i}`);
-    for (let i = 0; i < 4; i++) await a.next(); // 2 stored, 3..5 queued
+    const { r, a } = await annWithMessages('hist-lost', 4); // 1 and 2 stored, 3..5 queued
     expect(await rowsNow(r)).toEqual({ n: 2, top: 2, reserved: 1003, queued: 3 });
     // the instance dies before its window's commit: what it queued is gone
     // (as when the runtime restarts it), its reservation is stored
@@ -200,13 +200,7 @@ describe('history', () => {
   });
 
   it('a window whose rows storage refuses: its numbers become the floor, never given again', async () => {
-    const r = room('hist-refused');
-    const a = await member(r, 'ann');
-    await a.next(); // 1
-    await longWindow(r);
-    await sleep(50);
-    for (let i = 0; i < 3; i++) a.send(`m${i}`);
-    for (let i = 0; i < 3; i++) await a.next(); // 2 stored, 3..4 queued, reservation 1003
+    const { r, a } = await annWithMessages('hist-refused', 3); // 1 and 2 stored, 3..4 queued, reservation 1003
     const refused = await runInDurableObject(stub(r), (obj, state) => {
       const host = obj.sessions.host;
       host.storeRows = () => { throw new Error('refused'); }; // this instance's storage fails
