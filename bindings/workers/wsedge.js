@@ -1436,7 +1436,7 @@ export class DurableSessions {
     this.saved = [wakes, restored];
     reclaim?.unregister(host);
     if (durableApps.get(this.key) === host) durableApps.delete(this.key);
-    host.flush(undefined, true); // the next context loads the rows back
+    host.flush(undefined, true); // nothing queued here; ends a reservation a refused window left
     host.cx.free();
     this._host = null;
   }
