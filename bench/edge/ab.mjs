@@ -20,8 +20,7 @@ const kinds = (process.argv[4] || "wsedge,plain").split(",");
 const scen = process.argv[5] || "connect";
 const PATHS = { wsedge: (r) => `/chat/${r}`, plain: (r) => `/plain/chat/${r}`, party: (r) => `/parties/party-rooms/${r}` };
 for (const k of kinds) if (!PATHS[k]) throw new Error(`unknown kind ${k} (wsedge, plain, party)`);
-const LIVE = new Set();
-const c = standaloneContext(ROOT, "ab-server.log", LIVE);
+const c = standaloneContext(ROOT, "ab-server.log");
 const args = (k, room, seconds) => [...(scen === "connect"
   ? ["connect", "--concurrency", "20"]
   : ["broadcast", "--conns", "200", "--senders", "2", "--window", "16", "--size", "32", "--settle", "1", "--open-concurrency", "32"]),
@@ -41,8 +40,6 @@ const cpuOf = (pids) => pids.map((p) => {
   try { const f = fs.readFileSync(`/proc/${p}/stat`, "utf8").split(") ")[1].split(" "); return (Number(f[11]) + Number(f[12])) / 100; } catch { return 0; }
 });
 const med = (xs) => { const s = [...xs].sort((a, b) => a - b); return s[(s.length - 1) >> 1]; };
-const stopAll = () => { for (const ch of LIVE) try { ch.kill("SIGKILL"); } catch { /* gone */ } };
-process.once("SIGINT", () => { stopAll(); process.exit(130); });
 
 const w = await startWrangler(c, "ab");
 port = w.port;
@@ -63,7 +60,7 @@ try {
   }
 } finally {
   await w.stop();
-  stopAll();
+  c.stopAll();
 }
 const base = kinds[0];
 for (const k of kinds) {

@@ -16,8 +16,7 @@ const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..")
 const kind = process.argv[2] || "wsedge", scen = process.argv[3] || "connect", dur = process.argv[4] || "4";
 const PATHS = { wsedge: "/chat/p1", plain: "/plain/chat/p1", party: "/parties/party-rooms/p1" };
 if (!PATHS[kind]) throw new Error(`unknown kind ${kind}`);
-const LIVE = new Set();
-const c = standaloneContext(ROOT, "profile-server.log", LIVE);
+const c = standaloneContext(ROOT, "profile-server.log");
 const w = await startWrangler(c, "profile");
 let profile;
 try {
@@ -43,7 +42,7 @@ try {
   ws.close();
 } finally {
   await w.stop();
-  for (const ch of LIVE) try { ch.kill("SIGKILL"); } catch { /* gone */ }
+  c.stopAll();
 }
 const out = path.join(ROOT, `build/bench/profile-${kind}-${scen}.cpuprofile`);
 fs.writeFileSync(out, JSON.stringify(profile));

@@ -33,18 +33,27 @@ function descendants(pid) {
 }
 
 // The context startWrangler needs, for a tool run on its own (ab.mjs,
-// profile.mjs): wrangler dev pinned to CPU 0, the log under build/bench,
-// every child it is handed in `live` (the caller stops those it started).
-export function standaloneContext(root, logName, live) {
+// profile.mjs, the standalone wake): wrangler dev pinned to CPU 0 unless
+// pin is false, the log under build/bench. Every child it is handed is
+// stopped by c.stopAll() (wrangler's whole process group), which also runs
+// when the tool exits or is interrupted, however it ends.
+export function standaloneContext(root, logName, pin = true) {
   fs.mkdirSync(path.join(root, "build/bench"), { recursive: true });
+  const live = new Map(); // child -> its own process group
+  const stopAll = () => {
+    for (const [ch, group] of live) try { process.kill(group ? -ch.pid : ch.pid, "SIGKILL"); } catch { /* gone */ }
+    live.clear();
+  };
+  process.once("exit", stopAll);
+  for (const [sig, n] of [["SIGINT", 2], ["SIGTERM", 15], ["SIGPIPE", 13]]) process.once(sig, () => { stopAll(); process.exit(128 + n); });
   return {
-    root, SERVER_CPU: "0", serverLog: path.join(root, "build/bench", logName),
+    root, SERVER_CPU: "0", serverLog: path.join(root, "build/bench", logName), stopAll,
     freePort: () => import("node:net").then((m) => new Promise((res) => {
       const s = m.createServer();
       s.listen(0, "127.0.0.1", () => { const p = s.address().port; s.close(() => res(p)); });
     })),
-    pinned: (cpu, cmd, args) => ["taskset", ["-c", cpu, cmd, ...args]],
-    track: (ch) => { live.add(ch); ch.once("exit", () => live.delete(ch)); },
+    pinned: (cpu, cmd, args) => (pin ? ["taskset", ["-c", cpu, cmd, ...args]] : [cmd, args]),
+    track: (ch, group = false) => { live.set(ch, group); ch.once("exit", () => live.delete(ch)); },
     sleep: (ms) => new Promise((r) => setTimeout(r, ms)),
   };
 }
@@ -234,17 +243,10 @@ function markdown(c, runs, members, wakeMembers) {
 // Standalone: node bench/edge/run.mjs wake [MEMBERS] [CYCLES] — the wake
 // measurement alone, against its own wrangler dev (unpinned).
 if (process.argv[2] === "wake" && path.resolve(process.argv[1]) === new URL(import.meta.url).pathname) {
-  const net = await import("node:net");
   const root = path.resolve(path.dirname(new URL(import.meta.url).pathname), "../..");
   const members = Number(process.argv[3] || 1000), rounds = Number(process.argv[4] || 1);
-  const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-  const freePort = () => new Promise((res) => {
-    const s = net.createServer();
-    s.listen(0, "127.0.0.1", () => { const p = s.address().port; s.close(() => res(p)); });
-  });
-  fs.mkdirSync(path.join(root, "build/bench"), { recursive: true });
-  const c = { root, serverLog: path.join(root, "build/bench/server.log"), freePort, sleep, track: () => {},
-    pinned: (cpu, cmd, args) => [cmd, args], SERVER_CPU: "0" };
+  const c = standaloneContext(root, "server.log", false);
+  const { sleep } = c;
   const w = await startWrangler(c, "wake");
   try {
     await measureWake({ port: w.port, members, cycles: rounds, sleep, log: console.error });
