@@ -56,6 +56,10 @@ async function time(label, iters, fn) {
 }
 
 await time("Worker: WebSocketContext.fromRequest (validate)", 20000, (i) => WebSocketContext.fromRequest(reqs[i % 1000]));
+// the Worker's whole part of an upgrade: route + validate + forward (the
+// object's stub answers at once)
+const stubEnv = { CHAT_ROOMS: { idFromName: (n) => n, get: () => ({ fetch: async () => new Response(null, { status: 101, webSocket: {} }) }) } };
+await time("Worker: app.fetch (route, validate, forward)", 20000, (i) => app.fetch(reqs[i % 1000], stubEnv));
 for (let i = 0; i < members - 1; i++) await ds.fetch(reqs[i]);
 await time(`Durable Object: upgrade + close, ${members} members`, 20000, async (i) => {
   await ds.fetch(reqs[i % 1000]);

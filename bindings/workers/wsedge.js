@@ -112,7 +112,7 @@ const REQUIRED = ['wsx_new', 'wsx_free', 'wsx_result', 'wsx_input', 'wsx_validat
   'wsx_open', 'wsx_message', 'wsx_close', 'wsx_error', 'wsx_http', 'wsx_seed', 'wsx_restore', 'wsx_sid', 'wsx_find',
   'wsx_send_to', 'wsx_sessions', 'wsx_route_info', 'wsx_heap_used', 'wsx_heap_size', 'wsx_start', 'wsx_expire',
   'wsx_max_message', 'wsx_session_end', 'wsx_heartbeat', 'wsx_wire_code', 'wsx_timers_run', 'wsx_timer_next',
-  'wsx_timer_load', 'wsx_history_load', 'wsx_history_floor'];
+  'wsx_timer_load', 'wsx_history_load', 'wsx_history_floor', 'wsx_route_validate'];
 
 // ---- modules: one instance per module per isolate ---------------------------
 
@@ -262,6 +262,7 @@ export class WsedgeContext {
   /** settings: { maxMessageSize, sessionTimeout, allowOrigins, historyFlushMs } (see settingsFrom). */
   constructor(core, settings = {}) {
     this.hs = []; // header names and values of the request being packed
+    this.routeNames = new Map(); // route id -> its decoded pattern and binding name
     this.core = core;
     this.ptr = core.x.wsx_new();
     if (!this.ptr) throw new Error('wsedge: out of memory creating an app context');
@@ -447,21 +448,45 @@ export class WsedgeContext {
    */
   route(target) {
     const n = this.putData(target);
-    const k = this.core.x.wsx_route_info(this.ptr, n);
+    return this.routeOf(this.core.x.wsx_route_info(this.ptr, n));
+  }
+
+  // The route words of the last route call as {kind, index, pattern,
+  // durable, key}: a route's pattern and binding name are decoded once per
+  // context, the key (the object's name, from the request) every time.
+  routeOf(k) {
+    if (k !== ROUTE_WS && k !== ROUTE_HTTP) return NO_ROUTE;
     const c = this.core;
     c.refresh();
     const w = c.u32, r = this.res;
-    const kind = k === ROUTE_WS ? 'websocket' : k === ROUTE_HTTP ? 'http' : 'none';
-    if (kind === 'none') return NO_ROUTE;
-    const str = (p, n) => (n ? dec.decode(c.u8.subarray(p, p + n)) : null);
+    const index = w[r + R_ROUTE_INDEX] | 0;
+    const id = k === ROUTE_WS ? index : ~index;
+    let names = this.routeNames.get(id);
+    if (!names) {
+      const str = (p, n) => (n ? dec.decode(c.u8.subarray(p, p + n)) : null);
+      names = { pattern: str(w[r + R_PATTERN], w[r + R_PATTERN_LEN]), durable: str(w[r + R_DURABLE], w[r + R_DURABLE_LEN]) };
+      this.routeNames.set(id, names);
+    }
     return {
-      kind,
-      index: w[r + R_ROUTE_INDEX] | 0,
-      pattern: str(w[r + R_PATTERN], w[r + R_PATTERN_LEN]),
-      durable: str(w[r + R_DURABLE], w[r + R_DURABLE_LEN]),
-      key: w[r + R_DURABLE_LEN] ? dec.decode(c.u8.subarray(w[r + R_KEY], w[r + R_KEY] + w[r + R_KEY_LEN])) : null,
+      kind: k === ROUTE_WS ? 'websocket' : 'http',
+      index,
+      pattern: names.pattern,
+      durable: names.durable,
+      key: names.durable ? dec.decode(c.u8.subarray(w[r + R_KEY], w[r + R_KEY] + w[r + R_KEY_LEN])) : null,
     };
   }
+
+  /**
+   * The Worker's one core call per request: route() of the request and,
+   * unless an HTTP route takes it, validate()'s answer: {route, status}
+   * (status 0 for an HTTP route; the rejection in result()).
+   */
+  routeValidate(request, href = request.url) {
+    const n = this.pack(request, href, null, HANDSHAKE_HEADERS);
+    const route = this.routeOf(this.core.x.wsx_route_validate(this.ptr, n, Date.now()));
+    return { route, status: route.kind === 'http' ? 0 : this.word(R_STATUS) | 0 };
+  }
+
 
   // The Worker's validation runs the core's handshake checks only (no app
   // hook): it is handed just the headers those read. The object, whose
@@ -821,18 +846,24 @@ export class WebSocketContext {
    */
   static fromRequest(request, config = {}) {
     const host = (config.app ?? theDefault()).worker;
-    const status = host.cx.validate(request, request.url);
+    return WebSocketContext.judged(host, request, host.cx.validate(request, request.url), config.onFailedUpgrade);
+  }
+
+  // The context of a request the core judged `status` (its answer in the
+  // worker context's result()).
+  static judged(host, request, status, onFailedUpgrade) {
     if (status === 101) return new WebSocketContext(host, request, null);
     let response = host.cx.response();
-    if (config.onFailedUpgrade) {
+    if (onFailedUpgrade) {
       const { headers, body } = host.cx.result();
       let error = null;
       try { error = JSON.parse(dec.decode(body)).error; } catch { /* not JSON */ }
-      const r = config.onFailedUpgrade({ status, error, headers, request });
+      const r = onFailedUpgrade({ status, error, headers, request });
       if (r instanceof Response) response = r;
     }
     return new WebSocketContext(host, request, response);
   }
+
 
   /**
    * Accept in this Worker (WebSocketPair, standard accept): the session
@@ -986,21 +1017,21 @@ export class WsedgeApp {
   fetch(request, env) {
     this.useEnv(env);
     const host = this.worker;
-    const { target } = urlParts(request.url);
-    const r = host.cx.route(target);
-    if (r.kind === 'none') {
-      const { page } = this.options;
-      if (page != null && isRoot(target) && (request.method === 'GET' || request.method === 'HEAD')) {
-        return new Response(request.method === 'HEAD' ? null : page, { headers: PAGE_HEADERS });
-      }
-      return this.validate(request).response; // the core's 404 (onFailedUpgrade may replace it)
-    }
+    const href = request.url;
+    const { route: r, status } = host.cx.routeValidate(request, href);
     if (r.kind === 'http') {
       if (!r.durable) return this.http(request);
       const stub = this.stub(env, r);
       return stub ? stub.fetch(request) : missingBinding(r);
     }
-    const ws = this.validate(request);
+    if (r.kind === 'none') {
+      const { page } = this.options;
+      if (page != null && (request.method === 'GET' || request.method === 'HEAD') && isRoot(urlParts(href).target)) {
+        return new Response(request.method === 'HEAD' ? null : page, { headers: PAGE_HEADERS });
+      }
+    }
+    // no route: the core's 404 (onFailedUpgrade may replace it)
+    const ws = WebSocketContext.judged(host, request, status, this.options.onFailedUpgrade);
     if (!ws.ok) return ws.response;
     if (!r.durable) return ws.upgrade();
     const stub = this.stub(env, r);

@@ -548,26 +548,31 @@ WSX_EXPORT("wsx_input") uint8_t *wsx_input(wsx_t *x, size_t n) {
  * the native server would say: unknown path -> wse_app_upgrade's 404 (route
  * matching comes before anything else there: no session, no hook); a plain
  * request or a bad handshake on a WebSocket route -> wse_app_http's 400 JSON
- * or the core's 400/403/405/426. Returns the status (101 = acceptable). */
-WSX_EXPORT("wsx_validate") int wsx_validate(wsx_t *x, size_t n, double now) {
-  wse_request_t req;
+ * or the core's 400/403/405/426. Returns the status (101 = acceptable).
+ * (After begin(): wsx_validate and wsx_route_validate.) */
+static int validate_unpacked(wsx_t *x, const wse_request_t *req, double now) {
   const wse_config_t *cfg = 0;
-  begin(x);
-  if (unpack(x, n, &req, 0, 0) < 0) return -1;
-  if (!wse_app_match(x->app, req.target, &cfg)) {
-    wse_app_upgrade(x->app, &req, x->in, ms(now), &x->up, &x->resp);
-  } else if (wse_is_upgrade_request(&req) &&
-             wse_upgrade_validate(cfg ? cfg : &x->cfg, &req, &x->up) ==
+  if (!wse_app_match(x->app, req->target, &cfg)) {
+    wse_app_upgrade(x->app, req, x->in, ms(now), &x->up, &x->resp);
+  } else if (wse_is_upgrade_request(req) &&
+             wse_upgrade_validate(cfg ? cfg : &x->cfg, req, &x->up) ==
                  WSE_OK) {
     x->resp.status = 101;
     x->resp.headers = x->resp.body = 0;
     x->resp.headers_len = x->resp.body_len = 0;
   } else {
-    wse_app_http(x->app, &req, 0, 0, ms(now), &x->resp);
+    wse_app_http(x->app, req, 0, 0, ms(now), &x->resp);
   }
   set_resp(x, &x->resp);
   flush(x);
   return x->resp.status;
+}
+
+WSX_EXPORT("wsx_validate") int wsx_validate(wsx_t *x, size_t n, double now) {
+  wse_request_t req;
+  begin(x);
+  if (unpack(x, n, &req, 0, 0) < 0) return -1;
+  return validate_unpacked(x, &req, now);
 }
 
 /* 1 when the packed request asks for a WebSocket upgrade at all, else 0
@@ -716,10 +721,9 @@ int wsx_restore(wsx_t *x, size_t n, double now, int same_wake) {
  * on bad input. Result: R_ROUTE_INDEX, the pattern, the route's Durable
  * Object binding (length 0: none) and the key naming the object (a slice of
  * the input: read it before the next call that writes there). */
-WSX_EXPORT("wsx_route_info") int wsx_route_info(wsx_t *x, size_t n) {
+static int route_words(wsx_t *x, wse_str_t target) {
   wse_route_info_t ri;
-  if (n > x->in_cap) return -1;
-  int k = wse_app_route_info(x->app, (wse_str_t){(const char *)x->in, n}, &ri);
+  int k = wse_app_route_info(x->app, target, &ri);
   x->res[R_ROUTE_INDEX] = (uint32_t)ri.index;
   x->res[R_PATTERN] = (uint32_t)(uintptr_t)ri.pattern;
   x->res[R_PATTERN_LEN] = ri.pattern ? (uint32_t)strlen(ri.pattern) : 0;
@@ -727,6 +731,26 @@ WSX_EXPORT("wsx_route_info") int wsx_route_info(wsx_t *x, size_t n) {
   x->res[R_DURABLE_LEN] = ri.durable ? (uint32_t)strlen(ri.durable) : 0;
   x->res[R_KEY] = (uint32_t)(uintptr_t)ri.key.p;
   x->res[R_KEY_LEN] = ri.durable ? (uint32_t)ri.key.n : 0;
+  return k;
+}
+
+WSX_EXPORT("wsx_route_info") int wsx_route_info(wsx_t *x, size_t n) {
+  if (n > x->in_cap) return -1;
+  return route_words(x, (wse_str_t){(const char *)x->in, n});
+}
+
+/* The Worker's one call per request, on a packed request (its handshake
+ * headers): where it goes (the words of wsx_route_info; the key is a slice
+ * of the input) and, unless an HTTP route takes it, what wsx_validate
+ * answers (R_STATUS 101, or the rejection: the app's 404 for no route).
+ * Returns WSE_ROUTE_NONE/WS/HTTP, or -1 on a malformed packing. */
+WSX_EXPORT("wsx_route_validate")
+int wsx_route_validate(wsx_t *x, size_t n, double now) {
+  wse_request_t req;
+  begin(x);
+  if (unpack(x, n, &req, 0, 0) < 0) return -1;
+  int k = route_words(x, req.target);
+  if (k != WSE_ROUTE_HTTP) validate_unpacked(x, &req, now);
   return k;
 }
 
