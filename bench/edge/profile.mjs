@@ -5,12 +5,16 @@
 // and the runtime's own work outside JS are not in it: for those compare
 // server CPU with bench/edge/ab.mjs). The .cpuprofile is kept for DevTools.
 //   node bench/edge/profile.mjs [wsedge|plain|party] [connect|broadcast] [SECONDS=4]
+//   node bench/edge/profile.mjs KIND wake [CYCLES=3] [MEMBERS=1000]: only the
+//   woken events (MEMBERS join, then CYCLES times: silent past eviction, the
+//   profiler on for one cold message to every member)
 import { spawn } from "node:child_process";
 import fs from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import WebSocket from "ws";
 import { standaloneContext, startWrangler } from "./run.mjs";
+import { EVICT_MS, join, oneMessage } from "./wake.mjs";
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
 const kind = process.argv[2] || "wsedge", scen = process.argv[3] || "connect", dur = process.argv[4] || "4";
@@ -32,6 +36,24 @@ try {
   const url = `ws://127.0.0.1:${w.port}${PATHS[kind]}`;
   const a = scen === "connect" ? ["connect", "--url", url, "--concurrency", "20"]
     : ["broadcast", "--url", url, "--conns", "200", "--senders", "2", "--window", "16", "--size", "32", "--settle", "1", "--open-concurrency", "32"];
+  if (scen === "wake") {
+    const marks = new Map();
+    const members = await join(`ws://127.0.0.1:${w.port}`, PATHS[kind], Number(process.argv[5] || 1000), marks);
+    const nodes = new Map(), samples = [];
+    for (let i = 0; i < Number(dur); i++) {
+      await c.sleep(EVICT_MS);
+      await call("Profiler.start");
+      const t = await oneMessage(members, marks, `wake-${kind}-${i}`, 60000);
+      const p = (await call("Profiler.stop")).result.profile;
+      console.log(`cycle ${i + 1}: first ${t.first.toFixed(1)} ms, last ${t.last.toFixed(1)} ms, ${p.samples.length} samples`);
+      // one profile of every cycle: node ids are per profile, so renumber
+      const base = nodes.size;
+      for (const n of p.nodes) nodes.set(base + n.id, { ...n, id: base + n.id, children: (n.children || []).map((x) => base + x) });
+      samples.push(...p.samples.map((x) => base + x));
+    }
+    for (const m of members) m.terminate();
+    profile = { nodes: [...nodes.values()], samples };
+  } else {
   await call("Profiler.start");
   await new Promise((r) => {
     const l = spawn("taskset", ["-c", "1", path.join(ROOT, "build/bench/loadgen"), ...a, "--duration", dur, "--warmup", "1"], { stdio: ["ignore", "inherit", "ignore"] });
@@ -39,6 +61,7 @@ try {
     l.once("exit", r);
   });
   profile = (await call("Profiler.stop")).result.profile;
+  }
   ws.close();
 } finally {
   await w.stop();
@@ -68,5 +91,11 @@ for (const [nid, n] of counts) {
   }
 }
 const top = (m) => [...m].sort((x, y) => y[1] - x[1]).slice(0, 25).map(([k, v]) => `${((100 * v) / busy).toFixed(1).padStart(5)}%  ${k}`).join("\n");
-console.log(`${kind} ${scen}: ${busy} samples in JS/wasm/runtime calls (line numbers: wrangler's bundle); ${path.relative(ROOT, out)}`);
+const other = {};
+for (const [nid, n] of counts) {
+  const f = byId.get(nid).callFrame.functionName;
+  if (["(program)", "(garbage collector)"].includes(f)) other[f] = (other[f] || 0) + n;
+}
+console.log(`${kind} ${scen}: ${busy} samples in JS/wasm/runtime calls (line numbers: wrangler's bundle); ` +
+  `besides: ${Object.entries(other).map(([k, v]) => `${k} ${v}`).join(", ") || "none"}; ${path.relative(ROOT, out)}`);
 console.log(`-- self\n${top(self)}\n-- inclusive\n${top(incl)}`);

@@ -22,9 +22,9 @@ export const KINDS = [
   { key: "plain", path: (r) => `/plain/chat/${r}`, built: (r) => `/plain/chat/${r}?built=1`, field: "built" },
   { key: "party", path: (r) => `/parties/party-rooms/${r}`, built: (r) => `/parties/party-rooms/${r}`, field: "built" },
 ];
-const EVICT_MS = 12000; // wrangler dev evicts after 10 s without events
+export const EVICT_MS = 12000; // wrangler dev evicts after 10 s without events
 
-function open(url, marks) {
+export function open(url, marks) {
   return new Promise((resolve, reject) => {
     const ws = new WebSocket(url, { perMessageDeflate: false });
     ws.on("message", (d, bin) => {
@@ -38,7 +38,7 @@ function open(url, marks) {
   });
 }
 
-async function join(base, path, n, marks) {
+export async function join(base, path, n, marks) {
   const out = [];
   for (let i = 0; i < n; i += 50) {
     const batch = [];
@@ -49,7 +49,7 @@ async function join(base, path, n, marks) {
 }
 
 /** One message from members[0]: ms until every member has it. */
-async function oneMessage(members, marks, tag, timeoutMs) {
+export async function oneMessage(members, marks, tag, timeoutMs) {
   const arrivals = [];
   marks.set(tag, arrivals);
   const t0 = performance.now();
