@@ -1103,11 +1103,16 @@ const HISTORY_KEY = 'wsedge:history'; // set once it has stored an event
 const SEQ_KEY = 'wsedge:seq-reserved'; // numbers given may reach it while rows are queued
 const FLOOR_KEY = 'wsedge:seq-floor'; // every room numbers above it (a lost write window)
 const SEQ_RESERVE = 1000;
+// what a reservation comes down to once every number given is stored: the
+// next events' numbers need no write of their own; a context that loads
+// without its predecessor's state (a new isolate, a restart) skips at most
+// this many
+const SEQ_STANDING = 16;
 const INSERT_ROWS = Object.fromEntries([1, 4, 16].map((k) => [k,
   `INSERT OR REPLACE INTO wsedge_events (room, slot, seq, rec) VALUES ${Array(k).fill('(?, ?, ?, ?)').join(', ')}`]));
 
 class DurableHost extends SocketHost {
-  constructor(core, state, gone, settings) {
+  constructor(core, state, gone, settings, standing = 0) {
     super(new WsedgeContext(core, settings));
     this.state = state;
     this.gone = gone; // sockets whose session ended (outlives the context)
@@ -1116,10 +1121,11 @@ class DurableHost extends SocketHost {
     this.flushTimer = null;
     this.deferred = null; // a write to make with the window's commit (the wake count)
     this.reserved = 0; // SEQ_KEY as stored (0: none)
+    this.top = 0; // the highest number this context's rooms have given or loaded
     // the alarm this object has set (kept beside it: a wake knows it at once)
     const kv = state.storage?.kv;
     try { this.armed = Number(kv?.get(ALARM_KEY)) || 0; } catch { this.armed = 0; }
-    this.loadHistory();
+    this.loadHistory(standing);
     this.loadTimers();
   }
 
@@ -1127,25 +1133,29 @@ class DurableHost extends SocketHost {
   // row per event, the last WSE_HISTORY_MAX (100) per room, loaded by a new
   // context (its sequence numbers go on across hibernation, eviction,
   // restarts). Written behind: every SQLite commit costs the object ~150 µs
-  // of CPU (a join + leave cycle paid two), so an event that finds a write
-  // window open only queues its row, and the window's timer stores them
-  // all in one commit `historyFlushMs` later (0: each row with its event).
-  // The first event of a window is stored with its event. A number a
-  // queued row carries is first covered by a reservation stored with its
-  // event (SEQ_KEY, 1,000 numbers at a time): should the object die before
-  // the window's commit, its next context numbers above the reservation,
-  // so no number is ever given twice (the unstored events are lost: a
-  // client resuming from before them sees the jump).
+  // of CPU and holds the event's output until it is made (a join + leave
+  // cycle paid two; a woken room's first message waited for one), so an
+  // event only queues its row, and a timer stores the queue in one commit
+  // `historyFlushMs` later (0: each row with its event). The numbers queued
+  // rows carry are covered by a reservation in storage (SEQ_KEY): an event
+  // whose number is above it first stores one 1,000 ahead (the only write
+  // an event makes, its output held until it is stored); once the queue is
+  // stored it comes down to SEQ_STANDING above the highest number given. A
+  // context built without its predecessor's state numbers above what that
+  // one left (the floor), so no number is ever given twice (events not yet
+  // stored when an object dies are lost: a client resuming from before
+  // them sees the jump). The successor of an instance in the same isolate
+  // stores its queue and keeps its reservation: no jump, no write.
   history(rec, slot) {
     if (!this.sqlite()) return;
     const rn = rec[1], room = rec.slice(2, 2 + rn).buffer;
     let seq = 0;
     for (let i = 7; i >= 0; i--) seq = seq * 256 + rec[2 + rn + i];
     const row = [room, slot, seq, rec.buffer];
+    if (seq > this.top) this.top = seq;
     const kv = this.state.storage.kv;
-    if (!this.flushTimer || this.flushMs <= 0 || !kv) {
+    if (this.flushMs <= 0 || !kv) {
       this.storeRows([row]);
-      if (this.flushMs > 0) this.flushTimer = setTimeout(() => this.flush(), this.flushMs);
       return;
     }
     if (seq > this.reserved) {
@@ -1155,6 +1165,7 @@ class DurableHost extends SocketHost {
     // in order: a slot's newer event replaces an older one of the same
     // window as it does across windows (INSERT OR REPLACE, row by row)
     this.pending.push(row);
+    this.flushTimer ??= setTimeout(() => this.flush(), this.flushMs);
   }
 
   storeRows(rows, storage = this.state.storage) {
@@ -1186,12 +1197,15 @@ class DurableHost extends SocketHost {
   }
 
   /**
-   * Store the queued rows now (one commit) and end the reservation once a
-   * window passes with nothing queued. `storage`: a new instance of the
-   * object storing what its evicted predecessor had queued. Returns false
-   * when the storage refused (the rows are dropped; the reservation stays).
+   * Store the queued rows now (one commit); once nothing is queued the
+   * window closes and the reservation comes down to SEQ_STANDING above the
+   * highest number given. final: close the window now; end: the context
+   * goes, its reservation with it. `storage`: a new instance of the object
+   * storing what its evicted predecessor had queued. Returns false when
+   * the storage refused (the rows are dropped; the reservation becomes the
+   * floor).
    */
-  flush(storage = this.state.storage, final = false) {
+  flush(storage = this.state.storage, final = false, end = false) {
     clearTimeout(this.flushTimer);
     this.flushTimer = null;
     const d = this.deferred;
@@ -1207,9 +1221,13 @@ class DurableHost extends SocketHost {
           return true;
         }
       }
-      if (this.reserved) {
-        storage.kv.delete(SEQ_KEY);
-        this.reserved = 0;
+      // every number given is stored: the reservation comes down to what
+      // the next events need, or ends with the context
+      const standing = end ? 0 : this.top + SEQ_STANDING;
+      if (this.reserved && this.reserved !== standing) {
+        if (standing) storage.kv.put(SEQ_KEY, standing);
+        else storage.kv.delete(SEQ_KEY);
+        this.reserved = standing;
       }
       // the window closed: a room that emptied inside it gives its context back now
       const idle = this.onIdle;
@@ -1219,8 +1237,8 @@ class DurableHost extends SocketHost {
     } catch (e) {
       this.pending = [];
       console.error(`wsedge: room history could not be stored (${e && e.message ? e.message : e}): events since the last write are lost, numbering goes on above them`);
-      // their numbers were given: the floor for good, or a later clean
-      // window's end (which ends the reservation) would let them repeat
+      // their numbers were given: the floor for good, or the reservation's
+      // end with this context would let them repeat
       try {
         const kv = storage.kv;
         if (this.reserved && kv) kv.put(FLOOR_KEY, Math.max(Number(kv.get(FLOOR_KEY)) || 0, this.reserved));
@@ -1238,30 +1256,43 @@ class DurableHost extends SocketHost {
     try { return st.sql.exec(query).toArray(); } catch { return []; }
   }
 
-  loadHistory() {
-    const rows = this.storedRows(HISTORY_KEY, 'SELECT rec FROM wsedge_events ORDER BY room, seq');
+  // standing: the reservation a predecessor in this isolate left after
+  // storing every row it had (0: none; a context built without it).
+  loadHistory(standing = 0) {
+    const rows = this.storedRows(HISTORY_KEY, 'SELECT rec, seq FROM wsedge_events ORDER BY room, seq');
     for (const row of rows) {
       const rc = this.cx.loadHistory(new Uint8Array(row.rec));
       if (rc < 0) console.error(`wsedge: a stored history entry could not be loaded (error ${rc}): skipped`);
+      else if (row.seq > this.top) this.top = row.seq;
     }
     this.historyReady = rows.length > 0;
-    // a reservation left behind: the last context died with rows queued
-    // (numbers up to it may have been given); kept as the floor for good
     const kv = this.state.storage?.kv;
     if (!kv) return;
     let floor = 0;
     try {
       floor = Number(kv.get(FLOOR_KEY)) || 0;
       const left = Number(kv.get(SEQ_KEY)) || 0;
-      if (left > floor) {
-        floor = left;
-        kv.put(FLOOR_KEY, floor);
-        console.error(`wsedge: room history events after the last write were lost (the object ended inside a write window): numbering goes on above ${floor}`);
+      if (left && left === standing) {
+        this.reserved = left; // every number below it is known here: it stands
+      } else if (left) {
+        // a reservation left by a context whose state is gone: numbers up
+        // to it may have been given; kept as the floor for good
+        if (left > floor) {
+          floor = left;
+          kv.put(FLOOR_KEY, floor);
+          // more than a standing reservation above the stored rows: the
+          // last context died with rows queued
+          if (left - this.top > SEQ_STANDING) console.error(`wsedge: room history events after the last write were lost (the object ended with rows queued): numbering goes on above ${floor}`);
+        }
+        kv.delete(SEQ_KEY);
       }
-      if (left) kv.delete(SEQ_KEY);
     } catch { /* no sync KV */ }
-    if (floor) this.cx.historyFloor(floor);
+    if (floor) {
+      this.cx.historyFloor(floor);
+      if (floor > this.top) this.top = floor;
+    }
   }
+
 
   // Session lifetimes and the app's timers at the edge: the object's alarm
   // (it wakes a hibernated room by itself); WsedgeRoom.alarm() runs due().
@@ -1396,9 +1427,10 @@ export class DurableSessions {
     this.state = state;
     this.key = String(state.id);
     const prev = durableApps.get(this.key);
+    this.standing = 0; // the reservation this instance's first context keeps
     if (prev) { // evicted in this isolate: what it had queued is stored by its successor
       durableApps.delete(this.key);
-      prev.flush(state.storage, true);
+      if (prev.flush(state.storage, true)) this.standing = prev.reserved;
       prev.cx.free();
     }
     this.gone = new WeakSet();
@@ -1420,7 +1452,8 @@ export class DurableSessions {
   /** The room's socket table and app context, created on first use (again after a release). */
   get host() {
     if (!this._host) {
-      const host = new DurableHost(this.core, this.state, this.gone, this.app.settings);
+      const host = new DurableHost(this.core, this.state, this.gone, this.app.settings, this.standing);
+      this.standing = 0;
       this._host = host;
       durableApps.set(this.key, host);
       reclaim?.register(this, { key: this.key, host }, host);
@@ -1467,7 +1500,7 @@ export class DurableSessions {
     this.saved = [wakes, restored];
     reclaim?.unregister(host);
     if (durableApps.get(this.key) === host) durableApps.delete(this.key);
-    host.flush(undefined, true); // nothing queued here; ends a reservation a refused window left
+    host.flush(undefined, true, true); // nothing queued here: ends the reservation
     host.cx.free();
     this._host = null;
   }

@@ -114,28 +114,30 @@ describe('history', () => {
     const a = await member(r, 'ann');
     expect(await ev(a)).toMatchObject({ type: 'join', seq: 1 });
     await longWindow(r);
-    await sleep(50); // the default window the join opened has closed
-    expect(await rowsNow(r)).toEqual({ n: 1, top: 1, reserved: 0, queued: 0 });
+    await sleep(50); // the join's row is stored by the default window's timer
+    // the join stored a reservation 1,000 ahead with its event (the only
+    // write an event makes); the window stays open (now long) while busy
+    expect(await rowsNow(r)).toEqual({ n: 1, top: 1, reserved: 1 + 1000, queued: 0 });
     for (let i = 0; i < 5; i++) {
       a.send(`m${i}`);
       expect(await ev(a)).toMatchObject({ type: 'message', text: `m${i}`, seq: 2 + i });
     }
-    // the first event of the window is stored with it; the others wait, a
-    // reservation stored with the first of them covering their numbers
-    expect(await rowsNow(r)).toEqual({ n: 2, top: 2, reserved: 3 + 1000, queued: 4 });
+    // the messages only queue their rows: the reservation covers their numbers
+    expect(await rowsNow(r)).toEqual({ n: 1, top: 1, reserved: 1001, queued: 5 });
     // reset (as by a code update: its sockets drop): no hibernation while
     // the window's timer is pending, but a reset does not wait for it
     await runInDurableObject(stub(r), (obj, state) => state.abort('reset')).catch(() => {});
     expect((await a.closeEvent()).code).toBe(1006);
-    // the new instance stored what the reset one had queued, and ended the reservation
-    expect(await rowsNow(r)).toEqual({ n: 6, top: 6, reserved: 0, queued: 0 });
+    // the new instance stored what the reset one had queued; the
+    // reservation came down to 16 above the last number, and stands
+    expect(await rowsNow(r)).toEqual({ n: 6, top: 6, reserved: 6 + 16, queued: 0 });
     const b = await member(r, 'bob', 1);
     const got = [];
     for (let i = 0; i < 6; i++) got.push(await ev(b));
     expect(got.map((e) => [e.type, e.seq])).toEqual([['message', 2], ['message', 3], ['message', 4], ['message', 5], ['message', 6], ['join', 7]]); // no jump
   });
 
-  it('with the default window the rows reach storage by themselves, and the reservation ends', async () => {
+  it('with the default window the rows reach storage by themselves, and the reservation comes down to 16 above them', async () => {
     const r = room('hist-timer');
     const a = await member(r, 'ann');
     await a.next();
@@ -144,10 +146,10 @@ describe('history', () => {
     let now;
     for (let t = 0; t < 100; t++) { // bounded: 100 x 20 ms
       now = await rowsNow(r);
-      if (now.n === 21 && !now.queued && !now.reserved) break;
+      if (now.n === 21 && !now.queued && now.reserved === 37) break;
       await sleep(20);
     }
-    expect(now).toEqual({ n: 21, top: 21, reserved: 0, queued: 0 });
+    expect(now).toEqual({ n: 21, top: 21, reserved: 21 + 16, queued: 0 });
   });
 
   it('more than 100 events inside one window: the last 100 are stored, in their slots', async () => {
@@ -165,10 +167,11 @@ describe('history', () => {
   });
 
   it('an object that dies inside a window loses those events, never a number', async () => {
-    const { r, a } = await annWithMessages('hist-lost', 4); // 1 and 2 stored, 3..5 queued
-    expect(await rowsNow(r)).toEqual({ n: 2, top: 2, reserved: 1003, queued: 3 });
+    const { r, a } = await annWithMessages('hist-lost', 4); // 1 stored, 2..5 queued
+    expect(await rowsNow(r)).toEqual({ n: 1, top: 1, reserved: 1001, queued: 4 });
     // the instance dies before its window's commit: what it queued is gone
-    // (as when the runtime restarts it), its reservation is stored
+    // (as when the runtime restarts it) and so is its state (its successor
+    // has nothing to keep); its reservation is stored
     await runInDurableObject(stub(r), (obj) => {
       const host = obj.sessions.host;
       clearTimeout(host.flushTimer);
@@ -179,28 +182,28 @@ describe('history', () => {
     await evictDurableObject(stub(r));
     a.send('after');
     const after = await ev(a);
-    expect(after).toMatchObject({ type: 'message', text: 'after', seq: 1004 }); // above every number given
+    expect(after).toMatchObject({ type: 'message', text: 'after', seq: 1002 }); // above every number given
     const b = await member(r, 'bob', 1);
-    expect(await ev(b)).toMatchObject({ seq: 2, text: 'm0' });
-    expect(await ev(b)).toMatchObject({ seq: 1004, text: 'after' }); // 3..5 lost: the jump says so
-    expect(await ev(b)).toMatchObject({ type: 'join', seq: 1005 });
-    expect(await ev(a)).toMatchObject({ type: 'join', seq: 1005 });
+    expect(await ev(b)).toMatchObject({ seq: 1002, text: 'after' }); // 2..5 lost: the jump says so
+    expect(await ev(b)).toMatchObject({ type: 'join', seq: 1003 });
+    expect(await ev(a)).toMatchObject({ type: 'join', seq: 1003 });
     // the floor is kept for good (every context of the object applies it
-    // to every room), the reservation ended
+    // to every room)
     b.ws.close(1000);
     await b.closeEvent();
-    expect(await ev(a)).toMatchObject({ type: 'leave', seq: 1006 });
+    expect(await ev(a)).toMatchObject({ type: 'leave', seq: 1004 });
     a.ws.close(1000);
     await a.closeEvent();
     await rows(r); // the window ends: the context goes
     const c = await member(r, 'cy');
-    expect(await ev(c)).toMatchObject({ type: 'join', seq: 1007 }); // a's leave told no one: unnumbered
+    expect(await ev(c)).toMatchObject({ type: 'join', seq: 1005 }); // a's leave told no one: unnumbered
+    await rows(r); // c's window stored: the reservation (its context's own) down to 16 above 1005
     expect(await runInDurableObject(stub(r), (obj, state) => [state.storage.kv.get('wsedge:seq-floor'), state.storage.kv.get('wsedge:seq-reserved')]))
-      .toEqual([1003, undefined]);
+      .toEqual([1001, 1005 + 16]);
   });
 
   it('a window whose rows storage refuses: its numbers become the floor, never given again', async () => {
-    const { r, a } = await annWithMessages('hist-refused', 3); // 1 and 2 stored, 3..4 queued, reservation 1003
+    const { r, a } = await annWithMessages('hist-refused', 3); // 1 stored, 2..4 queued, reservation 1001
     const refused = await runInDurableObject(stub(r), (obj, state) => {
       const host = obj.sessions.host;
       host.storeRows = () => { throw new Error('refused'); }; // this instance's storage fails
@@ -208,14 +211,56 @@ describe('history', () => {
       delete host.storeRows;
       return { ok, floor: state.storage.kv.get('wsedge:seq-floor'), reserved: state.storage.kv.get('wsedge:seq-reserved') ?? 0 };
     });
-    expect(refused).toEqual({ ok: false, floor: 1003, reserved: 1003 });
+    expect(refused).toEqual({ ok: false, floor: 1001, reserved: 1001 });
     a.send('next'); // this context numbers on (5); its row stored again as usual
     expect(await ev(a)).toMatchObject({ text: 'next', seq: 5 });
     a.ws.close(1000);
     await a.closeEvent();
     await rows(r);
     const b = await member(r, 'bob'); // a new context: above the floor
-    expect(await ev(b)).toMatchObject({ type: 'join', seq: 1004 });
+    expect(await ev(b)).toMatchObject({ type: 'join', seq: 1002 });
+  });
+
+  it('a woken room numbers on without a write of its own: the next instance keeps the standing reservation', async () => {
+    const r = room('hist-wake');
+    const a = await member(r, 'ann');
+    expect(await ev(a)).toMatchObject({ type: 'join', seq: 1 });
+    const b = await member(r, 'bob');
+    expect(await ev(b)).toMatchObject({ type: 'join', seq: 2 });
+    expect(await ev(a)).toMatchObject({ type: 'join', seq: 2 });
+    let now;
+    for (let t = 0; t < 100; t++) { // bounded: 100 x 20 ms for the window to close
+      now = await rowsNow(r);
+      if (now.reserved === 18) break;
+      await sleep(20);
+    }
+    expect(now).toEqual({ n: 2, top: 2, reserved: 2 + 16, queued: 0 });
+    await evictDurableObject(stub(r));
+    // the event that wakes the room, run here with the storage's writes counted
+    const woke = await runInDurableObject(stub(r), (obj, state) => {
+      const { kv, sql } = state.storage;
+      const seen = [];
+      const put = kv.put, del = kv.delete, exec = sql.exec;
+      kv.put = function (k, v) { seen.push(`put ${k}`); return put.call(this, k, v); };
+      kv.delete = function (k) { seen.push(`delete ${k}`); return del.call(this, k); };
+      sql.exec = function (q, ...args) { if (!/^\s*SELECT/i.test(q)) seen.push(q.split(' ')[0]); return exec.call(this, q, ...args); };
+      try {
+        obj.webSocketMessage(state.getWebSockets()[0], 'hello');
+        const event = [...seen];
+        obj.sessions.flushHistory(); // the window's commit: what counting sees
+        return { event, commit: seen.slice(event.length), floor: kv.get('wsedge:seq-floor') ?? null };
+      } finally {
+        kv.put = put;
+        kv.delete = del;
+        sql.exec = exec;
+      }
+    });
+    expect(woke.event).toEqual([]); // no write: its output waited for no commit
+    expect(woke.commit).toContain('INSERT'); // the counting sees writes (the row, the wake count)
+    expect(woke.floor).toBe(null); // nothing skipped
+    expect(await ev(a)).toMatchObject({ type: 'message', text: 'hello', seq: 3 });
+    expect(await ev(b)).toMatchObject({ type: 'message', text: 'hello', seq: 3 });
+    expect(await rows(r)).toEqual({ n: 3, top: 3 });
   });
 
   it('a bad since is refused with 400 JSON', async () => {
