@@ -20,16 +20,25 @@ static uint32_t rol32(uint32_t x, unsigned n) { return (x << n) | (x >> (32 - n)
     u += rol32(v, 5) + f(x, y, z) + (k) + (wi);                               \
     x = rol32(x, 30);                                                         \
   } while (0)
+/* rounds 0-15 read the block's words, later ones extend the schedule (i is
+ * a constant: the choice is made at compile time) */
+#define SHA1_WX(i) ((i) < 16 ? w[(i) & 15] : SHA1_W(i))
 /* five rounds: after them every variable has its name back */
-#define SHA1_R5(f, k, W, i)                                                   \
+#define SHA1_R5(f, k, i)                                                      \
   do {                                                                        \
-    SHA1_R(a, bb, c, d, e, f, k, W(i));                                       \
-    SHA1_R(e, a, bb, c, d, f, k, W((i) + 1));                                 \
-    SHA1_R(d, e, a, bb, c, f, k, W((i) + 2));                                 \
-    SHA1_R(c, d, e, a, bb, f, k, W((i) + 3));                                 \
-    SHA1_R(bb, c, d, e, a, f, k, W((i) + 4));                                 \
+    SHA1_R(a, bb, c, d, e, f, k, SHA1_WX(i));                                 \
+    SHA1_R(e, a, bb, c, d, f, k, SHA1_WX((i) + 1));                           \
+    SHA1_R(d, e, a, bb, c, f, k, SHA1_WX((i) + 2));                           \
+    SHA1_R(c, d, e, a, bb, f, k, SHA1_WX((i) + 3));                           \
+    SHA1_R(bb, c, d, e, a, f, k, SHA1_WX((i) + 4));                           \
   } while (0)
-#define SHA1_W0(i) w[i]
+#define SHA1_R20(f, k, i)                                                     \
+  do {                                                                        \
+    SHA1_R5(f, k, i);                                                         \
+    SHA1_R5(f, k, (i) + 5);                                                   \
+    SHA1_R5(f, k, (i) + 10);                                                  \
+    SHA1_R5(f, k, (i) + 15);                                                  \
+  } while (0)
 
 static void sha1_block(uint32_t h[5], const uint8_t b[64]) {
   uint32_t w[16];
@@ -37,26 +46,10 @@ static void sha1_block(uint32_t h[5], const uint8_t b[64]) {
     w[i] = (uint32_t)b[4 * i] << 24 | (uint32_t)b[4 * i + 1] << 16 |
            (uint32_t)b[4 * i + 2] << 8 | (uint32_t)b[4 * i + 3];
   uint32_t a = h[0], bb = h[1], c = h[2], d = h[3], e = h[4];
-  SHA1_R5(SHA1_F1, 0x5A827999u, SHA1_W0, 0);
-  SHA1_R5(SHA1_F1, 0x5A827999u, SHA1_W0, 5);
-  SHA1_R5(SHA1_F1, 0x5A827999u, SHA1_W0, 10);
-  SHA1_R(a, bb, c, d, e, SHA1_F1, 0x5A827999u, w[15]);
-  SHA1_R(e, a, bb, c, d, SHA1_F1, 0x5A827999u, SHA1_W(16));
-  SHA1_R(d, e, a, bb, c, SHA1_F1, 0x5A827999u, SHA1_W(17));
-  SHA1_R(c, d, e, a, bb, SHA1_F1, 0x5A827999u, SHA1_W(18));
-  SHA1_R(bb, c, d, e, a, SHA1_F1, 0x5A827999u, SHA1_W(19));
-  SHA1_R5(SHA1_F2, 0x6ED9EBA1u, SHA1_W, 20);
-  SHA1_R5(SHA1_F2, 0x6ED9EBA1u, SHA1_W, 25);
-  SHA1_R5(SHA1_F2, 0x6ED9EBA1u, SHA1_W, 30);
-  SHA1_R5(SHA1_F2, 0x6ED9EBA1u, SHA1_W, 35);
-  SHA1_R5(SHA1_F3, 0x8F1BBCDCu, SHA1_W, 40);
-  SHA1_R5(SHA1_F3, 0x8F1BBCDCu, SHA1_W, 45);
-  SHA1_R5(SHA1_F3, 0x8F1BBCDCu, SHA1_W, 50);
-  SHA1_R5(SHA1_F3, 0x8F1BBCDCu, SHA1_W, 55);
-  SHA1_R5(SHA1_F2, 0xCA62C1D6u, SHA1_W, 60);
-  SHA1_R5(SHA1_F2, 0xCA62C1D6u, SHA1_W, 65);
-  SHA1_R5(SHA1_F2, 0xCA62C1D6u, SHA1_W, 70);
-  SHA1_R5(SHA1_F2, 0xCA62C1D6u, SHA1_W, 75);
+  SHA1_R20(SHA1_F1, 0x5A827999u, 0);
+  SHA1_R20(SHA1_F2, 0x6ED9EBA1u, 20);
+  SHA1_R20(SHA1_F3, 0x8F1BBCDCu, 40);
+  SHA1_R20(SHA1_F2, 0xCA62C1D6u, 60);
   h[0] += a; h[1] += bb; h[2] += c; h[3] += d; h[4] += e;
 }
 
