@@ -867,6 +867,14 @@ void wsn_on_connection(uv_stream_t *server, int status) {
   wsn_thread_t *t = server->loop->data;
   wsn_server_t *srv = t->srv;
   if (status < 0) {
+    if (status == UV_EMFILE || status == UV_ENFILE || status == UV_ENOBUFS ||
+        status == UV_ENOMEM) {
+      /* libuv would retry this accept at once, forever: see wsn_thread_listen_pause */
+      wsn_log(WSN_LOG_WARN, "thread %d: accept: %s: not listening on this thread until the tick finds room",
+              t->idx, uv_strerror(status));
+      wsn_thread_listen_pause(t);
+      return;
+    }
     wsn_log(WSN_LOG_ERROR, "thread %d: accept: %s", t->idx, uv_strerror(status));
     return;
   }

@@ -472,10 +472,61 @@ static void check_fd_limit(wsn_thread_t *t, uint32_t now) {
           (unsigned long long)srv->fd_limit);
 }
 
+static int make_listen_socket(const struct sockaddr *sa, socklen_t len);
+
+static void on_listener_closed(uv_handle_t *h) {
+  wsn_thread_t *t = h->loop->data;
+  t->listen_closed = 1;
+}
+
+/* libuv sheds connections past the fd limit with one spare fd per loop (it
+ * closes the spare, accepts and closes what is queued, reopens the spare).
+ * Our threads share the fd table: another thread's accept may take the
+ * slot meanwhile, and a loop left without its spare gets EMFILE back from
+ * every accept, retried in a loop that never returns (no timers, no other
+ * connection served). Then this thread's listener is closed instead (the
+ * kernel resets what was queued on it: those clients are refused, as they
+ * would have been) and made again by the tick once fds are free; the other
+ * threads' listeners keep the port. */
+void wsn_thread_listen_pause(wsn_thread_t *t) {
+  if (!t->listening) return;
+  t->listening = 0;
+  t->listen_paused = 1;
+  t->listen_closed = 0;
+  uv_close((uv_handle_t *)&t->listener, on_listener_closed);
+}
+
+static void listen_resume(wsn_thread_t *t) {
+  wsn_server_t *srv = t->srv;
+  if (!t->listen_paused || !t->listen_closed || t->stopping) return;
+  if (srv->fd_limit && atomic_load(&srv->n_conns) + srv->base_fds + 8 >= srv->fd_limit) return;
+  socklen_t sl = srv->addr.ss_family == AF_INET ? sizeof(struct sockaddr_in) : sizeof(struct sockaddr_in6);
+  int fd = make_listen_socket((const struct sockaddr *)&srv->addr, sl);
+  if (fd < 0) return; /* still no fd: the next tick */
+  int e = uv_tcp_init(&t->loop, &t->listener);
+  if (e) {
+    close(fd);
+    return;
+  }
+  t->listener.data = t;
+  t->listen_closed = 0;
+  e = uv_tcp_open(&t->listener, fd);
+  if (e) close(fd);
+  else e = uv_listen((uv_stream_t *)&t->listener, 1024, wsn_on_connection);
+  if (e) {
+    uv_close((uv_handle_t *)&t->listener, on_listener_closed);
+    return;
+  }
+  t->listening = 1;
+  t->listen_paused = 0;
+  wsn_log(WSN_LOG_INFO, "thread %d: listening again", t->idx);
+}
+
 static void on_tick(uv_timer_t *tm) {
   wsn_thread_t *t = tm->loop->data;
   uint32_t now = wsn_now_s(t);
   check_fd_limit(t, now);
+  listen_resume(t);
   for (uint32_t i = 0; i < t->cap; i++)
     if (t->conns[i]) wsn_conn_tick(t, t->conns[i], now);
   wsn_finish(t);

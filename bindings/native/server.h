@@ -128,6 +128,8 @@ typedef struct wsn_thread {
   uv_check_t log_check;         /* flushes this thread's buffered log lines */
   uv_thread_t tid;
   int listening;
+  int listen_paused;           /* listener closed at the fd limit: made again by the tick */
+  int listen_closed;           /* ...and that close has completed */
   int stopping;                /* shutdown started on this thread */
   int handles_closed;
   int idle;                    /* stopping and without connections */
@@ -214,6 +216,9 @@ uint32_t wsn_now_ms32(wsn_thread_t *t);
 void *wsn_host_encode(wsn_thread_t *t, wsn_conn_t *c);
 void wsn_finish(wsn_thread_t *t);
 void wsn_thread_conn_gone(wsn_thread_t *t);
+/* accept failed for want of fds (or memory): stop listening on this thread
+ * until the tick finds them free again */
+void wsn_thread_listen_pause(wsn_thread_t *t);
 uint64_t wsn_uptime_s(wsn_thread_t *t);
 
 /* conn.c */
