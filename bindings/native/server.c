@@ -499,7 +499,8 @@ void wsn_thread_listen_pause(wsn_thread_t *t) {
 static void listen_resume(wsn_thread_t *t) {
   wsn_server_t *srv = t->srv;
   if (!t->listen_paused || !t->listen_closed || t->stopping) return;
-  if (srv->fd_limit && atomic_load(&srv->n_conns) + srv->base_fds + 8 >= srv->fd_limit) return;
+  /* no guess at what is free: a socket made is room; a thread still at the
+   * limit sheds again (at most once a tick) */
   socklen_t sl = srv->addr.ss_family == AF_INET ? sizeof(struct sockaddr_in) : sizeof(struct sockaddr_in6);
   int fd = make_listen_socket((const struct sockaddr *)&srv->addr, sl);
   if (fd < 0) return; /* still no fd: the next tick */
