@@ -11,7 +11,7 @@ import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
 import { after, afterEach, before, describe, test } from 'node:test';
 import WebSocket from 'ws';
-import { SLOW, closePayload, encodeFrame, rawWs, roundTrip, sleep, startServer } from './server.mjs';
+import { SLOW, closePayload, encodeFrame, rawWs, roundTrip, sleep, startServer, until } from './server.mjs';
 
 let srv;
 before(async () => { srv = await startServer(['--threads', '2']); });
@@ -655,6 +655,44 @@ describe('7 close handling', () => {
       await ws.waitEnd();
       assert.equal(ws.bytes, ws.seen);
     }
+  });
+
+  test('7.x a peer that sends its Close and nothing after it: Close, then FIN (no reset), and the server holds nothing while the peer keeps its side open', async () => {
+    const stats = async () => (await (await fetch(`http://127.0.0.1:${srv.port}/stats`)).json()).connections;
+    const before = await stats();
+    const peers = [];
+    for (let i = 0; i < 3; i++) {
+      const ws = await rawWs(srv.port, '/ws', { allowHalfOpen: true });
+      conns.add(ws);
+      peers.push(ws);
+    }
+    for (const ws of peers) ws.send(CLOSE, closePayload(1000));
+    for (const ws of peers) {
+      const f = await ws.next(10000 * SLOW);
+      assert.ok(f && f.opcode === CLOSE && f.code === 1000, 'the Close echoed');
+      await ws.waitEnd();
+      assert.equal(ws.error, null, `the connection was reset: ${ws.error?.code}`);
+      assert.ok(ws.fin, 'the server closed with a FIN');
+      assert.equal(ws.frames.length, 0, 'frames after the Close');
+    }
+    // our sides are still open, and the server lets go of all three at once
+    // (not after its 2 s linger for a peer's FIN); a server closing outright
+    // with our bytes unread would have reset us above
+    assert.ok(peers.every((ws) => !ws.socket.writableEnded));
+    await until(async () => (await stats()) === before, 500, `the server to drop the closed connections (${before} before)`);
+    for (const ws of peers) ws.socket.end();
+  });
+  test('7.x a peer that writes after its Close: Close, then FIN (no reset), and the late bytes are discarded', async () => {
+    const ws = await rawWs(srv.port, '/ws', { allowHalfOpen: true });
+    conns.add(ws);
+    ws.sendRaw(Buffer.concat([F(CLOSE, closePayload(1000)), F(TEXT, 'late'), F(PING, 'late')]));
+    const f = await ws.next(10000 * SLOW);
+    assert.ok(f && f.opcode === CLOSE && f.code === 1000, 'the Close echoed');
+    await ws.waitEnd();
+    assert.equal(ws.error, null, `the connection was reset: ${ws.error?.code}`);
+    assert.ok(ws.fin, 'the server closed with a FIN');
+    assert.equal(ws.frames.length, 0, 'frames after the Close');
+    ws.socket.end();
   });
 
   test('7.3.1 close with an empty payload: Close empty or 1000', async () => {

@@ -221,19 +221,21 @@ function readHead(socket, ms) {
   });
 }
 
-export function connect(port) {
+export function connect(port, { allowHalfOpen = false } = {}) {
   return new Promise((resolve, reject) => {
-    const s = net.connect(port, '127.0.0.1', () => resolve(s));
+    const s = net.connect({ port, host: '127.0.0.1', allowHalfOpen }, () => resolve(s));
     s.once('error', reject);
   });
 }
 
 /**
  * A raw WebSocket client: handshake by hand, then frames by hand.
- * `pipelined` bytes are written in the same packet as the request head.
+ * `pipelined` bytes are written in the same packet as the request head;
+ * `allowHalfOpen`: the server's FIN does not end our side (we send ours
+ * only when told: ws.socket.end()).
  */
-export async function rawWs(port, target = '/ws', { headers = {}, pipelined = null, ms = 5000 * SLOW } = {}) {
-  const socket = await connect(port);
+export async function rawWs(port, target = '/ws', { headers = {}, pipelined = null, ms = 5000 * SLOW, allowHalfOpen = false } = {}) {
+  const socket = await connect(port, { allowHalfOpen });
   socket.setNoDelay(true);
   const key = crypto.randomBytes(16).toString('base64');
   let req = `GET ${target} HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n` +
@@ -247,18 +249,21 @@ export async function rawWs(port, target = '/ws', { headers = {}, pipelined = nu
   const expect = crypto.createHash('sha1').update(key + '258EAFA5-E914-47DA-95CA-C5AB0DC85B11').digest('base64');
   if (res.headers['sec-websocket-accept'] !== expect) throw new Error('bad Sec-WebSocket-Accept');
   const reader = new FrameReader();
-  let ended = false, waiter = null, bytes = 0;
+  let ended = false, waiter = null, bytes = 0, error = null, fin = false;
   const wake = () => { if (waiter) { const w = waiter; waiter = null; w(); } };
   const onData = (d) => { bytes += d.length; reader.push(d); wake(); };
   socket.on('data', onData);
-  socket.on('end', () => { ended = true; wake(); });
+  socket.on('end', () => { ended = fin = true; wake(); });
   socket.on('close', () => { ended = true; wake(); });
-  socket.on('error', () => { ended = true; wake(); });
+  socket.on('error', (e) => { error = e; ended = true; wake(); });
   if (res.rest.length) onData(res.rest);
   const ws = {
     socket,
     headers: res.headers,
     get ended() { return ended; },
+    /** the server's FIN arrived (a reset is `error`) */
+    get fin() { return fin; },
+    get error() { return error; },
     get bytes() { return bytes; },
     frames: reader.frames,
     send(opcode, payload, opts) { socket.write(encodeFrame(opcode, payload, opts)); },
