@@ -261,21 +261,9 @@ static void on_shutdown(uv_shutdown_t *req, int status) {
   }
 }
 
-/* Bytes the kernel holds that we have not read (or cannot tell). */
-static int input_pending(wsn_conn_t *c) {
-  uv_os_fd_t fd;
-  int n = 0;
-  if (uv_fileno((uv_handle_t *)&c->tcp, &fd) || ioctl(fd, FIONREAD, &n) != 0) return 1;
-  return n != 0;
-}
-
 static void drained(wsn_thread_t *t, wsn_conn_t *c) {
   if (c->flags & WSN_F_SHUT) {
     c->flags &= (uint8_t)~WSN_F_SHUT;
-    if ((c->flags & WSN_F_DONE) && !uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp)) {
-      close_now(t, c); /* FIN after what the kernel holds: see WSE_EV_CLOSE */
-      return;
-    }
     /* nothing left in libuv's queue either: shutdown(2) at once. uv_shutdown
      * would wait for a POLLOUT it asks the poller for (one epoll_ctl per
      * connection, a malloc) to find the queue it already is empty. */
@@ -588,16 +576,11 @@ static void ws_feed(wsn_thread_t *t, wsn_conn_t *c, uint8_t *p, size_t n) {
         }
       }
       /* handshake complete: the server closes TCP first (RFC 6455 §7.1.1)
-       * with a FIN once our Close is out. Closing while frames the peer
-       * sent after its Close sit unread would reset the connection, and a
-       * reset can destroy our Close before the peer reads it: with input
-       * pending, shut the write side and discard input until the peer's
-       * FIN. With none (the well-behaved peer, which sends nothing after
-       * its Close), close(2) at once: the kernel sends our Close and the
-       * FIN and sees the peer's FIN home without a shutdown, a read and a
-       * poll of ours. */
+       * with a FIN once our Close is out, then discards input until the
+       * peer's FIN. Closing outright while frames the peer sent after its
+       * Close sit unread would reset the connection, and a reset can
+       * destroy our Close before the peer reads it. */
       wsn_conn_linger(t, c);
-      if (n == 0 && !input_pending(c)) c->flags |= WSN_F_DONE;
       return;
     case WSE_EV_ERROR: {
       unsigned code = ev.close_code ? ev.close_code : wse_close_code_for(ev.error);

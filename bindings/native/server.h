@@ -56,7 +56,6 @@ enum wsn_conn_state {
 enum {
   WSN_F_SESSION = 1,    /* the app session is live (wse_app_close pending) */
   WSN_F_DIRTY = 2,      /* on the thread's flush list */
-  WSN_F_DONE = 4,       /* with SHUT: close outright once flushed (nothing unread) */
   WSN_F_SHUT = 8,       /* shutdown(SHUT_WR) once flushed (linger) */
   WSN_F_REJECT = 16,    /* over --max-connections: answer 503 */
   WSN_F_WS_INIT = 32,   /* u.ws initialised */
