@@ -657,6 +657,16 @@ describe('7 close handling', () => {
     }
   });
 
+  // the server's half of a close handshake: our Close echoed, then its FIN
+  // (no reset) and nothing after the Close
+  const closedCleanly = async (ws) => {
+    const f = await ws.next(10000 * SLOW);
+    assert.ok(f && f.opcode === CLOSE && f.code === 1000, 'the Close echoed');
+    await ws.waitEnd();
+    assert.equal(ws.error, null, `the connection was reset: ${ws.error?.code}`);
+    assert.ok(ws.fin, 'the server closed with a FIN');
+    assert.equal(ws.frames.length, 0, 'frames after the Close');
+  };
   test('7.x a peer that sends its Close and keeps TCP open: Close, then FIN (no reset); the server lets go after its 2 s linger', async () => {
     const stats = async () => (await (await fetch(`http://127.0.0.1:${srv.port}/stats`)).json()).connections;
     const before = await stats();
@@ -668,12 +678,7 @@ describe('7 close handling', () => {
     }
     for (const ws of peers) ws.send(CLOSE, closePayload(1000));
     for (const ws of peers) {
-      const f = await ws.next(10000 * SLOW);
-      assert.ok(f && f.opcode === CLOSE && f.code === 1000, 'the Close echoed');
-      await ws.waitEnd();
-      assert.equal(ws.error, null, `the connection was reset: ${ws.error?.code}`);
-      assert.ok(ws.fin, 'the server closed with a FIN');
-      assert.equal(ws.frames.length, 0, 'frames after the Close');
+      await closedCleanly(ws);
     }
     // our sides are still open: the server waits for our FINs (bytes we
     // sent after the Close would make its close(2) reset us), for its
@@ -686,12 +691,7 @@ describe('7 close handling', () => {
     const ws = await rawWs(srv.port, '/ws', { allowHalfOpen: true });
     conns.add(ws);
     ws.sendRaw(Buffer.concat([F(CLOSE, closePayload(1000)), F(TEXT, 'late'), F(PING, 'late')]));
-    const f = await ws.next(10000 * SLOW);
-    assert.ok(f && f.opcode === CLOSE && f.code === 1000, 'the Close echoed');
-    await ws.waitEnd();
-    assert.equal(ws.error, null, `the connection was reset: ${ws.error?.code}`);
-    assert.ok(ws.fin, 'the server closed with a FIN');
-    assert.equal(ws.frames.length, 0, 'frames after the Close');
+    await closedCleanly(ws);
     ws.socket.end();
   });
 
